@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine:
+#   make test      unit tests + every notebook in the quick profile (what CI runs)
+#   make figures   regenerate every figure and results file (PROFILE=auto|smoke|quick|full)
+# Both create .venv from the hash-locked requirements.lock when it is missing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PROFILE ?= auto
+ONLY   ?=
+export NUP_DATA_DIR ?= $(abspath ../shared/data)
+export PYTHONHASHSEED = 0
+
+.PHONY: test test-unit test-notebooks smoke figures lock clean-venv env
+
+$(VENV)/.installed: requirements.lock
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	# --require-hashes: pip must take the standard torch wheel from the registry, not a local +cpu build
+	$(PY) -m pip install --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $@
+
+env: $(VENV)/.installed
+
+test: env
+	$(PY) -m pytest tests -q --durations=15
+
+test-unit: env
+	$(PY) -m pytest tests -q -m "not notebooks"
+
+test-notebooks: env
+	$(PY) -m pytest tests -q -m notebooks
+
+smoke: env
+	$(PY) -m nup_utils.run --profile smoke $(if $(ONLY),--only $(ONLY))
+
+figures: env
+	$(PY) -m nup_utils.run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+
+lock:
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,189 @@
+"""White-box attacks in [0, 1] pixel space: FGSM and PGD (L-inf and L2).
+
+Threat-model constants (eps, step, steps) are required keyword arguments and show in ``repr``.
+Options shared by both:
+  * ``mask``: perturb only coordinates where mask is 1 (tensor broadcastable to x, e.g. (1, C, H, W)).
+  * ``transform``: differentiable map applied before the model, ``model(transform(x_adv))``, so a
+    defence (projection, masking) can be attacked end to end. Use :func:`straight_through` for BPDA
+    and ``eot > 1`` (PGD) to average gradients over a random transform (EOT).
+  * ``loss``: 'ce' (cross-entropy) or 'margin' (CW-style logit margin).
+The model is put in eval mode during the attack and its previous mode is restored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .runtime import eval_mode, make_generator
+
+NORMS = ("linf", "l2")
+LOSSES = ("ce", "margin")
+
+
+def _check_budget(name: str, value, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r}; expected a finite number")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name}={value!r}; expected {'> 0' if positive else '>= 0'}")
+    return float(value)
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+    """Per-sample loss to maximize. logits (N, K), y (N,) -> (N,)."""
+    if kind == "ce":
+        return F.cross_entropy(logits, y, reduction="none")
+    if kind == "margin":
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+        return other - true
+    raise ValueError(f"loss={kind!r}; allowed values: {', '.join(LOSSES)}")
+
+
+def straight_through(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """BPDA: forward = fn(x), backward = identity. For non-differentiable defences."""
+    def wrapped(x):
+        return x + (fn(x) - x).detach()
+    wrapped.__name__ = f"straight_through({getattr(fn, '__name__', type(fn).__name__)})"
+    return wrapped
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (N, 1, 1, ...)
+    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))
+
+
+class _Attack:
+    def __init__(self, *, eps: float, norm: str, mask, transform, loss: str):
+        self.eps = _check_budget("eps", eps)
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; allowed values: {', '.join(NORMS)}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r}; allowed values: {', '.join(LOSSES)}")
+        self.norm, self.mask, self.transform, self.loss = norm, mask, transform, loss
+
+    def _mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None if self.mask is None else self.mask.to(device=x.device, dtype=x.dtype)
+
+    def _grad(self, model, x_adv, y, eot: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed per-sample loss w.r.t. x_adv (averaged over eot draws) and the loss."""
+        g_sum, l_sum = torch.zeros_like(x_adv), torch.zeros(len(x_adv), device=x_adv.device)
+        for _ in range(eot):
+            xr = x_adv.detach().requires_grad_(True)
+            inp = self.transform(xr) if self.transform is not None else xr
+            per = attack_loss(model(inp).float(), y, self.loss)
+            (g,) = torch.autograd.grad(per.sum(), xr)
+            g_sum += g
+            l_sum += per.detach()
+        return g_sum / eot, l_sum / eot
+
+    def _project(self, x: torch.Tensor, delta: torch.Tensor, mask) -> torch.Tensor:
+        if mask is not None:
+            delta = delta * mask
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            delta = delta * (self.eps / _flat_norm(delta)).clamp(max=1.0)
+        return (x + delta).clamp(0.0, 1.0) - x  # box constraint only shrinks |delta|
+
+    def _step_dir(self, g: torch.Tensor) -> torch.Tensor:
+        return g.sign() if self.norm == "linf" else g / _flat_norm(g)
+
+    def _predict(self, model, x):
+        inp = self.transform(x) if self.transform is not None else x
+        return model(inp).float()
+
+    def _shared_repr(self) -> str:
+        t = None if self.transform is None else getattr(self.transform, "__name__", type(self.transform).__name__)
+        return f"norm={self.norm!r}, loss={self.loss!r}, masked={self.mask is not None}, transform={t}"
+
+
+class FGSM(_Attack):
+    """One signed-gradient (L-inf) or normalized-gradient (L2) step of size eps."""
+
+    def __init__(self, *, eps: float, norm: str = "linf", mask=None, transform=None, loss: str = "ce"):
+        super().__init__(eps=eps, norm=norm, mask=mask, transform=transform, loss=loss)
+
+    def __repr__(self):
+        return f"FGSM(eps={self.eps:.5g}, {self._shared_repr()})"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mask = self._mask_for(x)
+        with eval_mode(model):
+            g, _ = self._grad(model, x, y)
+            if mask is not None:
+                g = g * mask
+            delta = self._project(x, self.eps * self._step_dir(g), mask)
+        return (x + delta).detach()
+
+
+class PGD(_Attack):
+    """Projected gradient descent with random start and restarts; per sample, the restart with a
+    misclassification (else the highest loss) is kept."""
+
+    def __init__(self, *, eps: float, step: float, steps: int, norm: str = "linf", restarts: int = 1,
+                 random_start: bool = True, seed: int = 0, mask=None, transform=None, loss: str = "ce",
+                 eot: int = 1):
+        super().__init__(eps=eps, norm=norm, mask=mask, transform=transform, loss=loss)
+        self.step = _check_budget("step", step, positive=True)
+        for name, v in (("steps", steps), ("restarts", restarts), ("eot", eot)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r}; expected an int >= 1")
+        self.steps, self.restarts, self.eot = steps, restarts, eot
+        self.random_start, self.seed = bool(random_start), seed
+
+    def __repr__(self):
+        return (f"PGD(eps={self.eps:.5g}, step={self.step:.5g}, steps={self.steps}, restarts={self.restarts}, "
+                f"random_start={self.random_start}, eot={self.eot}, seed={self.seed}, {self._shared_repr()})")
+
+    def _init_delta(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if not self.random_start:
+            return torch.zeros_like(x)
+        if self.norm == "linf":
+            d = (torch.rand(x.shape, generator=gen) * 2 - 1) * self.eps
+        else:  # uniform in the L2 ball: gaussian direction, radius eps * U^(1/d)
+            d = torch.randn(x.shape, generator=gen)
+            r = torch.rand(x.shape[0], generator=gen) ** (1.0 / x[0].numel())
+            d = d / d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1)) * (r * self.eps).view(-1, *[1] * (x.dim() - 1))
+        return d.to(device=x.device, dtype=x.dtype)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gen = make_generator(self.seed)
+        mask = self._mask_for(x)
+        best = x.clone()
+        best_score = torch.full((len(x),), -float("inf"), device=x.device)
+        with eval_mode(model):
+            for _ in range(self.restarts):
+                delta = self._project(x, self._init_delta(x, gen), mask)
+                for _ in range(self.steps):
+                    g, _ = self._grad(model, x + delta, y, self.eot)
+                    delta = self._project(x, delta + self.step * self._step_dir(g), mask)
+                x_adv = (x + delta).detach()
+                with torch.no_grad():
+                    logits = self._predict(model, x_adv)
+                    score = attack_loss(logits, y, self.loss) + 1e6 * (logits.argmax(1) != y).float()
+                better = score > best_score
+                best[better] = x_adv[better]
+                best_score = torch.where(better, score, best_score)
+        return best.detach()
+
+
+def robust_correct(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
+                   eval_transform: Callable | None = None) -> torch.Tensor:
+    """Per-sample correctness (bool, CPU) of ``model(eval_transform(attack(x)))``.
+
+    ``eval_transform`` is what the *deployed* system applies (e.g. a projection); it may differ from
+    the attack's own ``transform`` (an unaware attacker) — that gap is what adaptive attacks close.
+    """
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        xa = attack(model, xb, yb)
+        with torch.no_grad(), eval_mode(model):
+            inp = eval_transform(xa) if eval_transform is not None else xa
+            out.append((model(inp).argmax(1) == yb).cpu())
+    return torch.cat(out)

@@ -1,0 +1,69 @@
+"""Trained-model cache shared across notebooks.
+
+A model is keyed by a hash of its full configuration (architecture, data subset, seed,
+hyper-parameters, ...) plus the library version, stored under ``<cache>/models`` and loaded with
+``weights_only=True``. A file that fails to load or whose stored config differs is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import __version__, paths
+
+
+def config_hash(config: dict) -> str:
+    """Stable 16-hex hash of a JSON-able config (key order does not matter) and the library version."""
+    try:
+        text = json.dumps({"config": config, "nup": __version__}, sort_keys=True, default=str)
+    except TypeError as exc:
+        raise TypeError(f"config must be JSON-serializable: {exc}") from exc
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_path(name: str, config: dict) -> Path:
+    if not name or any(c in name for c in "/\\ "):
+        raise ValueError(f"name={name!r}; expected a short identifier without slashes or spaces")
+    return paths.cache_dir() / "models" / f"{name}-{config_hash(config)}.pt"
+
+
+def _canonical(config: dict) -> dict:
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def cached_model(name: str, config: dict, build: Callable[[], nn.Module],
+                 fit: Callable[[nn.Module], dict], *, device: torch.device | str = "cpu",
+                 refresh: bool = False) -> tuple[nn.Module, dict, bool]:
+    """Return ``(model, history, cache_hit)``.
+
+    ``build()`` makes an untrained model; on a miss it is moved to ``device`` and ``fit(model)``
+    trains it and returns its history (tensors, numbers, lists, dicts), which is stored alongside.
+    """
+    path = model_path(name, config)
+    model = build().to(device)
+    if path.exists() and not refresh:
+        try:
+            blob = torch.load(path, map_location=device, weights_only=True)
+            if blob.get("config") != _canonical(config):
+                raise ValueError("stored config differs from the requested one")
+            model.load_state_dict(blob["state_dict"])
+            model.eval()
+            return model, blob.get("history", {}), True
+        except Exception as exc:  # corrupt, truncated or foreign: never trust it
+            warnings.warn(f"model cache {path.name} unusable ({type(exc).__name__}: {exc}); retraining")
+            path.unlink(missing_ok=True)
+    history = fit(model)
+    model.eval()
+    buf = io.BytesIO()
+    torch.save({"config": _canonical(config), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "history": history}, buf)
+    paths.atomic_write_bytes(path, buf.getvalue())
+    return model, history, False

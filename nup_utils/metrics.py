@@ -1,0 +1,111 @@
+"""Metrics that carry their uncertainty.
+
+Every headline metric is a dict ``{"value": v, "ci95": [lo, hi], "n": n, "method": ...}`` (see
+:func:`metric`), which is the shape ``results.write_results`` requires.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+
+
+def _as_np(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=float)
+
+
+def metric(value: float, lo: float, hi: float, n: int, method: str, **extra) -> dict:
+    """The one shape of a reported number: value with a 95% interval, sample size and method."""
+    out = {"value": float(value), "ci95": [float(lo), float(hi)], "n": int(n), "method": method}
+    out.update(extra)
+    return out
+
+
+def wilson_ci(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"k={k}, n={n}: need 0 <= k <= n and n > 0")
+    z = stats.norm.ppf(0.5 + conf / 2)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy(correct) -> dict:
+    """Accuracy of a bool/0-1 vector with its Wilson 95% interval (one model, test-set sampling)."""
+    c = _as_np(correct)
+    k, n = int(c.sum()), int(c.size)
+    lo, hi = wilson_ci(k, n)
+    return metric(k / n, lo, hi, n, "wilson")
+
+
+def mean_ci(values: Sequence[float], conf: float = 0.95) -> dict:
+    """Mean with a Student-t interval (e.g. across seeds). One value -> interval [v, v] and std 0, flagged."""
+    v = _as_np(values).ravel()
+    if v.size == 0:
+        raise ValueError("mean_ci of no values")
+    m = float(v.mean())
+    if v.size == 1:
+        return metric(m, m, m, 1, "single-run (no interval)", std=0.0)
+    sd = float(v.std(ddof=1))
+    half = stats.t.ppf(0.5 + conf / 2, v.size - 1) * sd / math.sqrt(v.size)
+    return metric(m, m - half, m + half, v.size, "t-interval", std=sd)
+
+
+def paired_diff(a: Sequence[float], b: Sequence[float], conf: float = 0.95) -> dict:
+    """Mean of a - b over paired runs (same seed) with a t-interval; a p-value when n >= 2."""
+    a, b = _as_np(a).ravel(), _as_np(b).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired_diff needs equal lengths, got {a.size} and {b.size}")
+    out = mean_ci(a - b, conf)
+    out["method"] = "paired " + out["method"]
+    if a.size >= 2 and np.std(a - b) > 0:
+        out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
+    return out
+
+
+def bootstrap_ci(values, stat: Callable[[np.ndarray], float] = np.mean, *, n_boot: int = 2000, seed: int = 0,
+                 conf: float = 0.95) -> dict:
+    """Percentile bootstrap interval of ``stat`` over the first axis of ``values``."""
+    v = _as_np(values)
+    if len(v) == 0:
+        raise ValueError("bootstrap_ci of no values")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+    boots = np.array([stat(v[i]) for i in idx])
+    lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+    return metric(stat(v), lo, hi, len(v), f"bootstrap-{n_boot}")
+
+
+def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """ROC AUC (scikit-learn) with a stratified bootstrap 95% interval. labels: 1 = positive."""
+    from sklearn.metrics import roc_auc_score
+
+    y, s = _as_np(labels).astype(int).ravel(), _as_np(scores).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.size} vs {s.size}")
+    if len(np.unique(y)) != 2:
+        raise ValueError("roc_auc needs both classes present in labels")
+    auc = roc_auc_score(y, s)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    boots = []
+    for _ in range(n_boot):  # resample within each class so both are always present
+        i = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        boots.append(roc_auc_score(y[i], s[i]))
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return metric(auc, lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(len(pos)))
+
+
+def fmt(m: dict, scale: float = 1.0, digits: int = 2) -> str:
+    """'95.63 [94.90, 96.20]' for a metric dict (scale=100 for percentages)."""
+    lo, hi = m["ci95"]
+    return f"{m['value'] * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"

@@ -1,0 +1,35 @@
+import os
+
+import pytest
+
+# Unit tests must not write into the repository's results/ or figures/, nor reuse a user's model cache.
+_NOTEBOOK_TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_outputs(tmp_path, monkeypatch, request):
+    if request.node.get_closest_marker("notebooks"):
+        return  # the notebook harness manages its own environment
+    monkeypatch.setenv("NUP_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("NUP_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv("NUP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NUP_PROGRESS", "0")
+
+
+@pytest.fixture
+def notebook_times():
+    return _NOTEBOOK_TIMES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _NOTEBOOK_TIMES:
+        return
+    terminalreporter.section("notebook times (quick profile, nbval)")
+    for name, secs in _NOTEBOOK_TIMES.items():
+        terminalreporter.write_line(f"{name:36s} {secs:7.1f} s")
+    terminalreporter.write_line(f"{'total':36s} {sum(_NOTEBOOK_TIMES.values()):7.1f} s")
+
+
+def shared_data_dir():
+    value = os.environ.get("NUP_DATA_DIR")
+    return value if value and os.path.isdir(value) else None

@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from nup_utils import attacks, training
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small CNN trained to ~100% on a synthetic 2-class image task (seconds)."""
+    g = torch.Generator().manual_seed(0)
+    n = 256
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.5 + 0.25
+    x[y == 1, :, :, :4] += 0.15
+    x = x.clamp(0, 1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 64, 2))
+    training.train(model, x, y, epochs=30, batch_size=32, lr=0.05, seed=0, augment_ops=(), progress=False)
+    return model, x[:64], y[:64]
+
+
+EPS = 0.05
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_respects_budget_box_and_is_deterministic(trained, norm):
+    model, x, y = trained
+    eps = EPS if norm == "linf" else 0.5
+    atk = attacks.PGD(eps=eps, step=eps / 4, steps=10, norm=norm, restarts=2, seed=7)
+    xa = atk(model, x, y)
+    d = (xa - x).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert (size <= eps + 1e-6).all()
+    assert xa.min() >= 0 and xa.max() <= 1 and not torch.isnan(xa).any()
+    assert torch.equal(xa, attacks.PGD(eps=eps, step=eps / 4, steps=10, norm=norm, restarts=2, seed=7)(model, x, y))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fgsm_budget(trained, norm):
+    model, x, y = trained
+    eps = EPS if norm == "linf" else 0.5
+    xa = attacks.FGSM(eps=eps, norm=norm)(model, x, y)
+    d = (xa - x).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert (size <= eps + 1e-6).all() and xa.min() >= 0 and xa.max() <= 1
+
+
+def test_pgd_at_least_as_strong_as_fgsm(trained):
+    model, x, y = trained
+    clean = training.evaluate(model, x, y).float().mean()
+    fgsm = attacks.robust_correct(model, attacks.FGSM(eps=EPS), x, y).float().mean()
+    pgd = attacks.robust_correct(model, attacks.PGD(eps=EPS, step=EPS / 4, steps=20, restarts=2), x, y).float().mean()
+    assert clean > 0.9
+    assert pgd <= fgsm < clean or (pgd <= fgsm and pgd < clean)
+
+
+def test_mask_limits_perturbed_coordinates(trained):
+    model, x, y = trained
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :2, :] = 1
+    xa = attacks.PGD(eps=EPS, step=0.01, steps=5, mask=mask)(model, x, y)
+    assert torch.equal(xa[..., 2:, :], x[..., 2:, :])
+    assert (xa[..., :2, :] != x[..., :2, :]).any()
+
+
+def test_transform_is_attacked_end_to_end(trained):
+    model, x, y = trained
+    keep_top = torch.zeros(1, 1, 8, 8)
+    keep_top[..., :4, :] = 1
+
+    def zero_bottom(t):  # a 'defence' that discards the bottom half
+        return t * keep_top
+
+    xa = attacks.PGD(eps=EPS, step=0.01, steps=5, transform=zero_bottom, random_start=False)(model, x, y)
+    # no gradient reaches the discarded pixels, so an aware attacker leaves them alone
+    assert torch.equal(xa[..., 4:, :], x[..., 4:, :])
+
+
+def test_straight_through_has_identity_gradient():
+    x = torch.rand(3, 4, requires_grad=True)
+    f = attacks.straight_through(torch.round)
+    out = f(x)
+    assert torch.equal(out, torch.round(x))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_mode_restored_and_repr(trained):
+    model, x, y = trained
+    model.train()
+    atk = attacks.PGD(eps=EPS, step=0.01, steps=2)
+    atk(model, x[:4], y[:4])
+    assert model.training
+    model.eval()
+    r = repr(atk)
+    assert "eps=0.05" in r and "steps=2" in r and "step=0.01" in r
+
+
+def test_bad_threat_models():
+    with pytest.raises(ValueError, match="eps"):
+        attacks.FGSM(eps=-0.1)
+    with pytest.raises(TypeError):
+        attacks.PGD(step=0.1, steps=3)  # eps is required
+    with pytest.raises(ValueError, match="eps"):
+        attacks.PGD(eps=float("nan"), step=0.1, steps=3)
+    with pytest.raises(ValueError, match="steps"):
+        attacks.PGD(eps=0.1, step=0.1, steps=0)
+    with pytest.raises(ValueError, match="norm"):
+        attacks.PGD(eps=0.1, step=0.1, steps=1, norm="l1")
+    with pytest.raises(ValueError, match="loss"):
+        attacks.attack_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), "hinge")
+
+
+def test_margin_loss_sign():
+    logits = torch.tensor([[3.0, 1.0, 0.0]])
+    assert attacks.attack_loss(logits, torch.tensor([0]), "margin").item() == -2.0

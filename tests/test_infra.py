@@ -1,0 +1,179 @@
+"""Cache, results, paper table, report, runtime, paths, plotting."""
+
+import ast
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from nup_utils import cache, metrics, paper, paths, plotting, report, results, runtime
+
+
+# ------------------------------------------------------------------ runtime
+def test_resolve_profile(monkeypatch):
+    monkeypatch.delenv("NUP_PROFILE", raising=False)
+    expected = "full" if torch.cuda.is_available() else "quick"
+    assert runtime.resolve_profile("auto") == expected
+    for p in runtime.PROFILES:
+        assert runtime.resolve_profile(p) == p
+    with pytest.raises(ValueError, match="allowed values: smoke, quick, full, auto"):
+        runtime.resolve_profile("medium")
+    monkeypatch.setenv("NUP_PROFILE", "smoke")
+    assert runtime.resolve_profile("auto") == "smoke" and runtime.resolve_profile("quick") == "quick"
+    monkeypatch.setenv("NUP_PROFILE", "huge")
+    with pytest.raises(ValueError, match="NUP_PROFILE"):
+        runtime.resolve_profile("auto")
+
+
+def test_pick_seed_and_device():
+    assert runtime.pick("smoke", smoke=1, quick=2, full=3) == 1
+    with pytest.raises(ValueError):
+        runtime.seed_everything(None)
+    g1, g2 = runtime.seed_everything(5), runtime.make_generator(5)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+    assert runtime.resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        runtime.resolve_device("tpu")
+    v = runtime.versions()
+    assert v["torch"].startswith("2.13.0") and v["torchvision"] is not None
+
+
+# ------------------------------------------------------------------ paths
+def test_atomic_write_and_env_redirect(tmp_path):
+    assert paths.results_dir("quick") == tmp_path / "results" / "quick"
+    p = paths.atomic_write_json(tmp_path / "a" / "x.json", {"t": torch.tensor([1, 2])})
+    assert json.loads(p.read_text()) == {"t": [1, 2]}
+    assert not list((tmp_path / "a").glob("*.tmp"))
+
+
+# ------------------------------------------------------------------ cache
+def test_config_hash_stable_and_sensitive():
+    a = cache.config_hash({"arch": "resnet18", "lr": 0.1, "seed": 0})
+    assert a == cache.config_hash({"seed": 0, "lr": 0.1, "arch": "resnet18"})
+    assert a != cache.config_hash({"arch": "resnet18", "lr": 0.1, "seed": 1})
+
+
+def test_cached_model_hit_miss_and_corrupt_file():
+    calls = []
+
+    def build():
+        torch.manual_seed(0)
+        return torch.nn.Linear(3, 2)
+
+    def fit(m):
+        calls.append(1)
+        with torch.no_grad():
+            m.weight.fill_(len(calls))
+        return {"loss": [1.0, 0.5]}
+
+    cfg = {"arch": "linear", "seed": 0}
+    m1, h1, hit1 = cache.cached_model("lin", cfg, build, fit)
+    m2, h2, hit2 = cache.cached_model("lin", cfg, build, fit)
+    assert (hit1, hit2) == (False, True) and len(calls) == 1 and h2 == {"loss": [1.0, 0.5]}
+    assert torch.equal(m1.weight, m2.weight)
+    cache.model_path("lin", cfg).write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="retraining"):
+        m3, _, hit3 = cache.cached_model("lin", cfg, build, fit)
+    assert not hit3 and len(calls) == 2 and m3.weight[0, 0].item() == 2.0
+    with pytest.raises(ValueError, match="name"):
+        cache.model_path("a/b", cfg)
+
+
+# ------------------------------------------------------------------ results
+def _m(v=0.5):
+    return metrics.metric(v, v - 0.1, v + 0.1, 10, "test")
+
+
+def test_claim_validation():
+    c = results.claim("C1", "s", "reproduced", {"acc": _m()}, paper_keys=("p3_sbde_acc",))
+    assert c["headline"] == "acc"
+    with pytest.raises(ValueError, match="verdict"):
+        results.claim("C1", "s", "true", {"acc": _m()})
+    with pytest.raises(ValueError, match="ci95"):
+        results.claim("C1", "s", "reproduced", {"acc": {"value": 0.5}})
+    with pytest.raises(ValueError, match="metrics"):
+        results.claim("C1", "s", "reproduced", {})
+    with pytest.raises(KeyError):
+        results.claim("C1", "s", "reproduced", {"acc": _m()}, paper_keys=("nope",))
+    with pytest.raises(ValueError, match="headline"):
+        results.claim("C1", "s", "reproduced", {"acc": _m()}, headline="auc")
+
+
+def test_write_load_compare(tmp_path):
+    claims = [results.claim("C1", "s", "reproduced", {"acc": _m(0.5)})]
+    p = results.write_results("99-test", "quick", claims, params={"a": 1}, data_source="synthetic",
+                              wall_time_s=1.234, device="cpu", tolerance={"abs": 0.01, "rel": 0.0})
+    doc = json.loads(p.read_text())
+    for key in ("notebook", "profile", "claims", "params", "versions", "git_commit", "device", "data_source",
+                "wall_time_s", "tolerance"):
+        assert key in doc
+    assert results.load_results("quick", "99-test") == doc
+    assert results.compare(doc, doc) == []
+    moved = json.loads(json.dumps(doc))
+    moved["claims"][0]["metrics"]["acc"]["value"] = 0.52
+    assert any("acc" in s for s in results.compare(moved, doc))
+    moved["claims"][0]["verdict"] = "not_reproduced"
+    assert any("verdict" in s for s in results.compare(moved, doc))
+    with pytest.raises(ValueError, match="profile"):
+        results.write_results("99-test", "auto", claims, params={}, data_source="", wall_time_s=0, device="cpu")
+
+
+# ------------------------------------------------------------------ paper table and report
+def test_paper_table_labelled_and_sourced():
+    for key, e in paper.PAPER_NUMBERS.items():
+        assert e["label"] in paper.LABELS and e["source"] and isinstance(e["value"], (int, float)), key
+    assert paper.get("p3_sbde_acc")["value"] == 95.63
+    assert "(paper)" in paper.fmt("p3_sbde_acc")
+    with pytest.raises(KeyError):
+        paper.get("p9_unknown")
+
+
+def test_report_markdown_and_readme_update(tmp_path):
+    claims = [results.claim("C1", "s", "not_reproduced", {"gain": _m(0.01)}, paper_keys=("p3_sbde_acc",))]
+    results.write_results("02-sbde-accuracy", "quick", claims, params={}, data_source="x", wall_time_s=1, device="cpu")
+    md = report.markdown(root=tmp_path / "results")
+    assert "02-sbde-accuracy | C1" in md and "not_reproduced" in md and "not run yet" in md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
+    assert report.update_readme(readme) is True
+    assert "old" not in readme.read_text() and "outro" in readme.read_text()
+
+
+def test_committed_readme_table_is_generated_from_committed_results():
+    # the README's table must be exactly what the committed results produce (never typed by hand)
+    assert report.main(["--check"]) == 0
+
+
+# ------------------------------------------------------------------ plotting
+def test_savefig_png_and_pdf(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    out = plotting.savefig(fig, "99-test")
+    assert {p.suffix for p in out} == {".png", ".pdf"} and all(p.stat().st_size > 0 for p in out)
+    assert out[0].parent == tmp_path / "figures"
+    with pytest.raises(ValueError, match="name"):
+        plotting.savefig(fig, "sub/99.png")
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ notebooks: static checks
+NOTEBOOKS = sorted(paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb"))
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_parameters_cell(nb_path):
+    nb = json.loads(nb_path.read_text())
+    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse("".join(params[0]["source"]))
+    names = []
+    for stmt in tree.body:
+        assert isinstance(stmt, ast.Assign) and len(stmt.targets) == 1, "parameters cell: one assignment per line"
+        # literals only (numbers, strings, tuples/lists of literals, None, negative numbers)
+        ast.literal_eval(stmt.value)
+        names.append(stmt.targets[0].id)
+    assert names[:2] == ["PROFILE", "SEED"]
+    values = {n: ast.literal_eval(s.value) for n, s in zip(names, tree.body)}
+    assert values["PROFILE"] == "auto" and values["SEED"] == 0
+    assert not [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]

@@ -1,0 +1,62 @@
+"""Tier 2: every notebook executed headlessly in the quick profile under nbval (lax mode: only the
+cells tagged ``nbval-check-output`` — the verdict cells — are compared with the committed outputs),
+then its fresh results compared with the committed ``results/quick/<name>.json``: same claims, same
+verdicts, numbers within the tolerance that file states.
+
+Outputs go to a temporary folder (``NUP_RESULTS_DIR``/``NUP_FIGURES_DIR``), never over the committed
+files. Notebooks run in file order, so 03 finds the models 02 cached.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nup_utils import paths, results
+
+NOTEBOOKS = sorted(paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb"))
+CELL_TIMEOUT_S = 3600
+
+
+def _checked_cells(nb_path):
+    nb = json.loads(nb_path.read_text())
+    return [c for c in nb["cells"] if "nbval-check-output" in c.get("metadata", {}).get("tags", [])]
+
+
+@pytest.fixture(scope="session")
+def nb_outputs(tmp_path_factory):
+    return tmp_path_factory.mktemp("nb-outputs")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_quick(nb_path, nb_outputs, notebook_times):
+    data_dir = os.environ.get("NUP_DATA_DIR")
+    assert data_dir and os.path.isdir(data_dir), (
+        "NUP_DATA_DIR must point at the offline data (e.g. ../shared/data) for the notebook tests")
+    checked = _checked_cells(nb_path)
+    assert checked, f"{nb_path.name} has no verdict cell tagged 'nbval-check-output'"
+    assert all(c.get("outputs") for c in checked), (
+        f"{nb_path.name}: the verdict cell has no committed output; publish a quick run first "
+        "(python -m nup_utils.run --profile quick --only NN --publish)")
+
+    env = dict(os.environ, NUP_PROFILE="quick", NUP_PROGRESS="0",
+               NUP_RESULTS_DIR=str(nb_outputs / "results"), NUP_FIGURES_DIR=str(nb_outputs / "figures"))
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", str(nb_path), "-q", "-p", "no:cacheprovider",
+           "-o", "addopts=", f"--nbval-cell-timeout={CELL_TIMEOUT_S}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=paths.REPO_ROOT, capture_output=True, text=True)
+    notebook_times[nb_path.stem] = time.perf_counter() - t0
+    assert proc.returncode == 0, f"nbval failed for {nb_path.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+
+    if nb_path.stem.startswith("00-"):
+        return  # the overview writes no results file
+    fresh = results.load_results("quick", nb_path.stem, root=nb_outputs / "results")
+    committed = results.load_results("quick", nb_path.stem, root=paths.REPO_ROOT / "results")
+    assert fresh is not None, f"{nb_path.name} wrote no results/quick/{nb_path.stem}.json"
+    assert committed is not None, f"results/quick/{nb_path.stem}.json is not committed"
+    problems = results.compare(fresh, committed)
+    assert not problems, f"{nb_path.name} did not reproduce its committed results:\n" + "\n".join(problems)

@@ -1,0 +1,46 @@
+"""The batch runner: executes with papermill, goes on past a failing notebook, exits non-zero."""
+
+import nbformat
+import pytest
+
+from nup_utils import run
+
+
+def _nb(path, code):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell('PROFILE = "auto"\nSEED = 0')
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, str(path))
+
+
+def test_runner_reports_failure_and_continues(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _nb(nbs / "01-boom.ipynb", "raise RuntimeError('deliberate failure')")
+    _nb(nbs / "02-fine.ipynb", "assert PROFILE == 'smoke'\nprint('ran')")
+    code = run.main(["--profile", "smoke", "--dir", str(nbs), "--out", str(tmp_path / "build"), "--no-readme"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "01-boom" in out and "FAILED" in out and "deliberate failure" in out
+    assert (tmp_path / "build" / "smoke" / "02-fine.ipynb").exists()  # the second one still ran
+    assert "1 passed, 1 failed" in out
+    assert not (nbs / "02-fine.ipynb").read_text().count("injected-parameters")  # sources untouched
+
+
+def test_runner_bad_arguments(tmp_path, capsys):
+    assert run.main(["--profile", "medium", "--no-readme"]) == 2
+    assert "allowed values" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no notebook numbered 42"):
+        run.discover("42")
+
+
+def test_strip_papermill_removes_injected_cell():
+    nb = nbformat.v4.new_notebook()
+    c = nbformat.v4.new_code_cell("PROFILE = 'quick'")
+    c.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [c, nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["papermill"] = {"parameters": {}}
+    out = run.strip_papermill(nb)
+    assert len(out.cells) == 1 and "papermill" not in out.metadata
