@@ -8,7 +8,11 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROFILE ?= auto
 ONLY   ?=
-export NUP_DATA_DIR ?= $(abspath ../shared/data)
+# offline data: ../shared/data when it exists (CI); otherwise unset -> torchvision downloads
+NUP_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+ifneq ($(NUP_DATA_DIR),)
+export NUP_DATA_DIR
+endif
 export PYTHONHASHSEED = 0
 
 .PHONY: test test-unit test-notebooks smoke figures lock clean-venv env

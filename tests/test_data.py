@@ -124,3 +124,27 @@ def test_to_float_range_and_dtype():
     assert data.to_float(x).tolist() == [[[[0.0, 1.0]]]]
     with pytest.raises(TypeError):
         data.to_float(x.float())
+
+
+def test_train_test_subsets_with_two_splits_and_describe():
+    train = data.Split(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(4).repeat(10), "synthetic")
+    test = data.Split(torch.zeros(20, 1, 2, 2, dtype=torch.uint8), torch.arange(4).repeat(5), "synthetic")
+    tr, te = data.train_test_subsets(train, test, 8, None, seed=0)
+    assert len(tr) == 8 and len(te) == 20 and torch.bincount(tr.y).tolist() == [2, 2, 2, 2]
+    assert "per class [2, 2, 2, 2]" in data.describe(tr) and "synthetic" in data.describe(tr)
+    with pytest.raises(ValueError, match="required"):
+        data.train_test_subsets(train, None, None, 5, seed=0)
+
+
+def test_real_offline_cifar10_subsets():
+    """On the offline copy CI uses (NUP_DATA_DIR): balanced, deterministic, source recorded."""
+    import os
+
+    root = os.environ.get("NUP_DATA_DIR")
+    assert root and os.path.isfile(os.path.join(root, "cifar10-jpeg.zip")), \
+        "set NUP_DATA_DIR to the offline data folder (../shared/data) to run the tests"
+    tr, te = data.cifar10_subsets(100, 50, seed=0)
+    tr2, _ = data.cifar10_subsets(100, 50, seed=0)
+    assert tr.source == "cifar10-jpeg" and torch.equal(tr.x, tr2.x)
+    assert torch.bincount(tr.y).tolist() == [10] * 10 and torch.bincount(te.y).tolist() == [5] * 10
+    assert tr.x.shape[1:] == (3, 32, 32) and tr.x.dtype == torch.uint8

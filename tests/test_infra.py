@@ -177,3 +177,30 @@ def test_notebook_parameters_cell(nb_path):
     values = {n: ast.literal_eval(s.value) for n, s in zip(names, tree.body)}
     assert values["PROFILE"] == "auto" and values["SEED"] == 0
     assert not [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+# ------------------------------------------------------------------ small helpers
+def test_timer_eval_mode_device_name():
+    with runtime.Timer() as t:
+        sum(range(1000))
+    assert t.seconds > 0
+    m = torch.nn.Dropout().train()
+    with runtime.eval_mode(m):
+        assert not m.training
+    assert m.training
+    assert runtime.device_name("cpu").startswith("cpu")
+
+
+def test_report_rows_not_run_yet(tmp_path):
+    rows = report.rows(root=tmp_path / "empty")
+    names = report.notebook_names()
+    assert {r["notebook"] for r in rows} == set(names)
+    assert all(r["quick"] == "not run yet" for r in rows)
+    assert report.fmt_metric(metrics.metric(0.9563, 0.95, 0.96, 5, "t")) == "0.956 [0.950, 0.960]"
+
+
+def test_errorbar_points():
+    fig, ax = plt.subplots()
+    plotting.errorbar_points(ax, ["a", "b"], [1.0, 2.0], [0.5, 1.5], [1.5, 2.5])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    plt.close(fig)

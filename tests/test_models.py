@@ -39,3 +39,8 @@ def test_normalize_layer_and_small_cnn():
     assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
     n = models.Normalize((0.5,), (0.25,))
     assert torch.allclose(n(torch.full((1, 1, 2, 2), 0.75)), torch.ones(1, 1, 2, 2))
+
+
+def test_build_by_name():
+    m = models.build("small_cnn", width=2, hidden=4)
+    assert m(torch.rand(1, 1, 28, 28)).shape == (1, 10)

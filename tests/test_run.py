@@ -44,3 +44,22 @@ def test_strip_papermill_removes_injected_cell():
     nb.metadata["papermill"] = {"parameters": {}}
     out = run.strip_papermill(nb)
     assert len(out.cells) == 1 and "papermill" not in out.metadata
+
+
+def test_publish_writes_clean_copy(tmp_path):
+    src, executed = tmp_path / "01-x.ipynb", tmp_path / "exec.ipynb"
+    _nb(src, "print(1)")
+    nb = nbformat.read(str(src), as_version=4)
+    inj = nbformat.v4.new_code_cell("PROFILE = 'quick'")
+    inj.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(1, inj)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nbformat.write(nb, str(executed))
+    run.publish(executed, src)
+    out = nbformat.read(str(src), as_version=4)
+    assert len(out.cells) == 2 and out.cells[-1].outputs[0]["text"] == "1\n"
+
+
+def test_summary_lists_failures():
+    text = run.summary([{"name": "01-a", "ok": False, "seconds": 1.0, "error": "boom"}], "smoke")
+    assert "FAILED" in text and "boom" in text
