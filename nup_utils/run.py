@@ -4,7 +4,8 @@
     python -m nup_utils.run --profile smoke                # every notebook, seconds each
     python -m nup_utils.run --profile quick --publish      # also write outputs back into notebooks/
 
-Executed copies go to ``build/<profile>/`` (never over the sources). ``--publish`` (quick profile on
+Executed copies go to ``build/<profile>/`` (never over the sources); smoke figures to
+``build/smoke/figures``. ``--publish`` (quick profile on
 a CPU machine only, where PROFILE='auto' resolves to the same run) copies the executed notebooks back
 into ``notebooks/`` without papermill's injected cell, so the committed notebooks carry the outputs
 of the same run as ``results/quick`` and ``figures/``. Exit status 1 if any notebook failed.
@@ -13,6 +14,7 @@ of the same run as ``results/quick`` and ``figures/``. Exit status 1 if any note
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,6 +110,9 @@ def main(argv=None) -> int:
         return 2
     print(f"profile {profile} ({args.profile}); {len(notebooks)} notebook(s); executed copies in {args.out}/{profile}",
           flush=True)
+    if profile == "smoke" and not os.environ.get("NUP_FIGURES_DIR"):
+        # smoke figures are throw-away: keep them out of figures/, which holds the published run's
+        os.environ["NUP_FIGURES_DIR"] = str(Path(args.out) / profile / "figures")
     statuses = []
     for src in notebooks:
         out = Path(args.out) / profile / src.name

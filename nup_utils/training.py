@@ -58,7 +58,13 @@ def augment(x: torch.Tensor, ops: tuple[str, ...], gen: torch.Generator, pad: in
 # ---------------------------------------------------------------- schedules
 def make_scheduler(opt: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int):
     if schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.25,
+        # OneCycleLR divides by (pct_start * total_steps - 1): keep the warm-up at >= 1 step for short
+        # (smoke) runs; for total_steps >= 8 this is exactly pct_start = 0.25.
+        if total_steps < 4:
+            raise ValueError(f"schedule='onecycle' needs >= 4 optimizer steps, got {total_steps}; "
+                             "raise epochs or lower batch_size, or use schedule='cosine'")
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps,
+                                                   pct_start=max(0.25, 2.0 / total_steps),
                                                    anneal_strategy="linear", div_factor=10.0,
                                                    final_div_factor=100.0)
     if schedule == "cosine":

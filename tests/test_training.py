@@ -56,7 +56,7 @@ def test_training_is_deterministic_and_learns():
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
 def test_schedules_and_bad_schedule(schedule):
-    x, y = _toy(16)
+    x, y = _toy(32)
     h = training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.05, seed=0, schedule=schedule,
                        augment_ops=(), progress=False)
     assert len(h["lr"]) == 1
@@ -74,7 +74,7 @@ def test_bad_arguments_and_hooks():
         calls.append(xb.shape[0])
         return xb
 
-    training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.1, seed=0, augment_ops=(), batch_transform=bt,
+    training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.1, seed=0, augment_ops=(), batch_transform=bt, schedule="cosine",
                    input_transform=lambda t: t * 1.0, progress=False)
     assert calls == [8, 8]
 
@@ -84,3 +84,12 @@ def test_evaluate_restores_mode_and_returns_bool():
     m = _net().train()
     c = training.evaluate(m, x, y, batch_size=3)
     assert c.dtype == torch.bool and c.shape == (8,) and m.training
+
+
+@pytest.mark.parametrize("steps", [4, 5, 7, 8])
+def test_onecycle_short_runs(steps):
+    x, y = _toy(8 * steps)
+    h = training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.05, seed=0, augment_ops=(), progress=False)
+    assert len(h["train_loss"]) == 1
+    with pytest.raises(ValueError, match="onecycle"):
+        training.train(_net(), x[:24], y[:24], epochs=1, batch_size=8, lr=0.05, seed=0, progress=False)
