@@ -94,15 +94,22 @@ def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
         raise ValueError(f"labels and scores differ in length: {y.size} vs {s.size}")
     if len(np.unique(y)) != 2:
         raise ValueError("roc_auc needs both classes present in labels")
-    auc = roc_auc_score(y, s)
+    lo, hi = stratified_bootstrap(y, s, roc_auc_score, n_boot=n_boot, seed=seed)
+    return metric(roc_auc_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(y.sum()))
+
+
+def stratified_bootstrap(y: np.ndarray, s: np.ndarray, stat: Callable, *, n_boot: int = 1000,
+                         seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of ``stat(y, s)`` resampling within each class of the 0/1 labels y,
+    so both classes are always present (ROC AUC, AUPRC, PRR)."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     boots = []
-    for _ in range(n_boot):  # resample within each class so both are always present
+    for _ in range(n_boot):
         i = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        boots.append(roc_auc_score(y[i], s[i]))
+        boots.append(stat(y[i], s[i]))
     lo, hi = np.quantile(boots, [0.025, 0.975])
-    return metric(auc, lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(len(pos)))
+    return float(lo), float(hi)
 
 
 def fmt(m: dict, scale: float = 1.0, digits: int = 2) -> str:

@@ -204,3 +204,12 @@ def test_errorbar_points():
     plotting.errorbar_points(ax, ["a", "b"], [1.0, 2.0], [0.5, 1.5], [1.5, 2.5])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
     plt.close(fig)
+
+
+def test_atomic_write_permissions(tmp_path):
+    import os
+    import stat
+
+    p = paths.atomic_write_bytes(tmp_path / "f.bin", b"x")
+    mode = stat.S_IMODE(os.stat(p).st_mode)
+    assert mode == 0o666 & ~paths._UMASK and mode & 0o044  # readable by others, not 0600
