@@ -1,0 +1,462 @@
+"""Monte Carlo estimators of the input/loss-gradient "uncertainty relation" (P1, P2; notebook 01).
+
+For a per-sample loss l(X) >= 0 on a box domain Omega (default the pixel box [0,1]^D) a real state
+psi on Omega is built from the loss, and for every input component i we estimate
+
+    x_bar_i = E_rho[x_i],  dx_i^2 = Var_rho(x_i)  with rho = psi^2 (normalized),
+    dp_i^2  = int (d_i psi)^2                      (<p_i> = 0 for a real state),
+    P_i     = dx_i * dp_i                          (P1's naive bound: P_i >= 1/2),
+    C_i     = -2 int (x_i - x_bar_i) psi d_i psi   (general bound: P_i >= |C_i| / 2, Cauchy-Schwarz),
+    B_i     = 1 - C_i                              (boundary term from integration by parts).
+
+Two state definitions (both from ../shared/papers.md, [recon]):
+  * ``"loss"``: psi = l / ||l||                 (P1),  psi_tilde = l,          d psi_tilde / psi_tilde = g / l
+  * ``"exp"`` : psi ~ exp(-l / 2), rho ~ e^-l   (P2),  psi_tilde = e^{-l/2},   d psi_tilde / psi_tilde = -g / 2
+with g = dl/dX from one autograd backward per batch. With samples X_n ~ q (density on Omega) and
+self-normalized weights w_n ~ psi_tilde(X_n)^2 / q(X_n), and s_n = d psi_tilde / psi_tilde:
+
+    x_bar = sum w x / sum w,  dx^2 = sum w (x - x_bar)^2 / sum w,
+    dp^2  = sum w s^2 / sum w,  C = -2 sum w (x - x_bar) s / sum w.
+
+Because the same weights enter dx, dp and C, the discrete Cauchy-Schwarz inequality makes
+P_i >= |C_i|/2 hold for the *estimates* too (up to float error). Standard errors come from a
+grouped jackknife (samples dealt into ``groups`` groups; leave-one-group-out), which covers the
+ratio and product estimators alike. Quadrature (Gauss-Legendre, D <= 3) reuses the same accumulator
+with q = 1 / quadrature weight, so Monte Carlo and quadrature are computed by the same formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .runtime import eval_mode, progress_disabled
+
+STATES = ("loss", "exp")
+QUANTITIES = ("x_mean", "dx", "dp", "product", "half_c", "boundary")
+
+
+# ---------------------------------------------------------------- domain and samplers
+@dataclass
+class Box:
+    """Axis-aligned box lo <= x <= hi, flattened: lo, hi (D,) float64."""
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+    def __post_init__(self):
+        self.lo = torch.as_tensor(self.lo, dtype=torch.float64).flatten()
+        self.hi = torch.as_tensor(self.hi, dtype=torch.float64).flatten()
+        if self.lo.shape != self.hi.shape or self.lo.numel() == 0:
+            raise ValueError(f"Box: lo and hi need the same non-empty shape, got {tuple(self.lo.shape)} and {tuple(self.hi.shape)}")
+        if not bool((self.hi > self.lo).all()):
+            raise ValueError("Box: every component needs hi > lo")
+
+    @property
+    def dim(self) -> int:
+        return self.lo.numel()
+
+    @property
+    def log_volume(self) -> float:
+        return float(torch.log(self.hi - self.lo).sum())
+
+    def __repr__(self):
+        return f"Box(dim={self.dim}, lo in [{float(self.lo.min()):.3g}, {float(self.lo.max()):.3g}], hi in [{float(self.hi.min()):.3g}, {float(self.hi.max()):.3g}])"
+
+
+def pixel_box(dim: int) -> Box:
+    """The pixel box [0, 1]^dim (P1's domain, [recon])."""
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim={dim!r}; expected a positive int")
+    return Box(torch.zeros(dim), torch.ones(dim))
+
+
+class UniformSampler:
+    """X ~ uniform on the box; log q = -log volume."""
+
+    def __repr__(self):
+        return "UniformSampler()"
+
+    def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.rand(n, box.dim, generator=gen, dtype=torch.float64)
+        return box.lo + (box.hi - box.lo) * u, torch.full((n,), -box.log_volume, dtype=torch.float64)
+
+
+class DataMixtureSampler:
+    """Importance sampling around data points: q = defensive * uniform + (1 - defensive) * mean_j TN(c_j, sigma),
+    TN a product of normals truncated to the box (so q is a density on the box). The uniform part keeps
+    psi^2 / q bounded. centres: (M, D) points in the box; sigma > 0 in input units."""
+
+    def __init__(self, centres: torch.Tensor, *, sigma: float, defensive: float = 0.1):
+        self.centres = torch.as_tensor(centres, dtype=torch.float64).flatten(1)  # (M, D)
+        if self.centres.shape[0] < 1:
+            raise ValueError("DataMixtureSampler: centres must hold at least one point")
+        if not (isinstance(sigma, (int, float)) and sigma > 0):
+            raise ValueError(f"sigma={sigma!r}; expected a number > 0")
+        if not (isinstance(defensive, (int, float)) and 0 < defensive <= 1):
+            raise ValueError(f"defensive={defensive!r}; expected 0 < defensive <= 1 (weights must stay bounded)")
+        self.sigma, self.defensive = float(sigma), float(defensive)
+
+    def __repr__(self):
+        return f"DataMixtureSampler(centres={self.centres.shape[0]}, sigma={self.sigma:.4g}, defensive={self.defensive:.3g})"
+
+    def _bounds(self, box: Box):  # standardized box edges per centre: (M, D) each
+        a = (box.lo - self.centres) / self.sigma
+        b = (box.hi - self.centres) / self.sigma
+        return torch.special.ndtr(a), torch.special.ndtr(b)
+
+    def log_q(self, x: torch.Tensor, box: Box) -> torch.Tensor:
+        """log density of x (N, D) under the mixture; loops over centres to keep memory at (N, D)."""
+        fa, fb = self._bounds(box)
+        log_mass = torch.log((fb - fa).clamp_min(1e-300))  # (M, D)
+        comp = []
+        for j in range(self.centres.shape[0]):
+            z = (x - self.centres[j]) / self.sigma  # (N, D)
+            comp.append((-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi) - math.log(self.sigma) - log_mass[j]).sum(1))
+        log_mix = torch.logsumexp(torch.stack(comp, 1), 1) - math.log(len(comp))  # (N,)
+        log_uni = torch.full_like(log_mix, -box.log_volume)
+        return torch.logaddexp(math.log(self.defensive) + log_uni, math.log1p(-self.defensive) + log_mix) \
+            if self.defensive < 1 else log_uni
+
+    def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.centres.shape[1] != box.dim:
+            raise ValueError(f"centres have dim {self.centres.shape[1]} but the box has dim {box.dim}")
+        use_uni = torch.rand(n, generator=gen, dtype=torch.float64) < self.defensive
+        j = torch.randint(0, self.centres.shape[0], (n,), generator=gen)
+        u = torch.rand(n, box.dim, generator=gen, dtype=torch.float64)
+        fa, fb = self._bounds(box)
+        z = torch.special.ndtri((fa[j] + u * (fb[j] - fa[j])).clamp(1e-300, 1 - 1e-16))  # inverse-CDF truncated normal
+        x_tn = (self.centres[j] + self.sigma * z).clamp(box.lo, box.hi)
+        x = torch.where(use_uni[:, None], box.lo + (box.hi - box.lo) * u, x_tn)
+        return x, self.log_q(x, box)
+
+
+# ---------------------------------------------------------------- loss functions
+def model_loss(model: torch.nn.Module, label: int, input_shape: tuple[int, ...]) -> Callable:
+    """l(X) = cross-entropy(model(X), label) for flat X (N, D) -> (N,). The model runs in float32 on its device."""
+    device = next(model.parameters()).device
+    if not isinstance(label, int) or isinstance(label, bool) or label < 0:
+        raise ValueError(f"label={label!r}; expected a non-negative int class index")
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        xb = x.to(device=device, dtype=torch.float32).view(len(x), *input_shape)
+        logits = model(xb).float()
+        if label >= logits.shape[1]:
+            raise ValueError(f"label={label}; the model has {logits.shape[1]} classes")
+        return F.cross_entropy(logits, torch.full((len(x),), label, device=device), reduction="none")
+
+    fn.model = model
+    return fn
+
+
+def loss_and_grad(loss_fn: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward and one backward for a batch: l (N,) and g = dl/dx (N, D), both float64 on the CPU."""
+    model = getattr(loss_fn, "model", None)
+    xr = x.detach().clone().requires_grad_(True)
+    if model is not None:
+        with eval_mode(model):
+            loss = loss_fn(xr)
+            (g,) = torch.autograd.grad(loss.sum(), xr)
+    else:
+        loss = loss_fn(xr)
+        (g,) = torch.autograd.grad(loss.sum(), xr)
+    if loss.shape != (len(x),):
+        raise ValueError(f"loss_fn must return one loss per sample, shape ({len(x)},), got {tuple(loss.shape)}")
+    return loss.detach().double().cpu(), g.detach().double().cpu()
+
+
+# ---------------------------------------------------------------- accumulation (per state, per group)
+def _log_w_and_score(state: str, loss: torch.Tensor, grad: torch.Tensor, log_q: torch.Tensor):
+    """log psi_tilde^2 - log q (N,) and s = d psi_tilde / psi_tilde (N, D)."""
+    if state == "loss":
+        if bool((loss < 0).any()):
+            raise ValueError("state='loss' needs a non-negative loss (psi = l / ||l||)")
+        pos = loss > 0
+        log_w = torch.where(pos, 2 * torch.log(loss.clamp_min(1e-300)), torch.full_like(loss, -math.inf))
+        score = torch.where(pos[:, None], grad / loss.clamp_min(1e-300)[:, None], torch.zeros_like(grad))
+    elif state == "exp":
+        log_w, score = -loss, -0.5 * grad
+    else:
+        raise ValueError(f"state={state!r}; allowed values: {', '.join(STATES)}")
+    return log_w - log_q, score
+
+
+class _Sums:
+    """Per-group weighted sums, rescaled to a common reference log-weight ``ref`` (numerical stability).
+
+    s0, s00: (G,) sums of w and w^2; s: (G, 5, D) sums of w * [x, x^2, s^2, x s, s]. One matmul per batch
+    (few large ops rather than many small ones: cheaper on a shared 2-core CPU)."""
+
+    FEATURES = ("s1", "s2", "sp", "sxs", "ss")
+
+    def __init__(self, groups: int, dim: int):
+        self.ref = -math.inf
+        self.s0 = torch.zeros(groups, dtype=torch.float64)
+        self.s00 = torch.zeros(groups, dtype=torch.float64)
+        self.s = torch.zeros(groups, len(self.FEATURES), dim, dtype=torch.float64)
+
+    def add(self, x, log_w, score, group):
+        """x, score (N, D); log_w (N,); group (N,) int64 group index of each sample."""
+        m = float(log_w.max())
+        if not math.isfinite(m):
+            return  # every weight is zero in this batch: nothing to add
+        if m > self.ref:  # rescale what is stored to the new reference
+            scale = math.exp(self.ref - m) if math.isfinite(self.ref) else 0.0
+            self.s0.mul_(scale), self.s.mul_(scale), self.s00.mul_(scale ** 2)
+            self.ref = m
+        w = torch.exp(log_w - self.ref)  # (N,) in [0, 1]
+        if not bool(torch.isfinite(score[w > 0]).all()):
+            raise FloatingPointError("non-finite gradient/score where the state has weight")
+        feats = torch.stack([x, x * x, score * score, x * score, score], 1)  # (N, 5, D)
+        onehot = F.one_hot(group, len(self.s0)).to(torch.float64).T * w     # (G, N), weights folded in
+        self.s += (onehot @ feats.flatten(1)).view_as(self.s)
+        self.s0 += onehot.sum(1)
+        self.s00 += (onehot * w).sum(1)
+
+    def totals(self):
+        """(s0, s1, s2, sp, sxs, ss) summed over groups: (), (D,) x 5."""
+        return (self.s0.sum(0), *self.s.sum(0).unbind(0))
+
+    def leave_one_out(self):
+        t0, ts = self.s0.sum(0), self.s.sum(0)
+        return (t0 - self.s0, *(ts - self.s).unbind(1))  # each (G,) or (G, D)
+
+
+def _quantities(s0, s1, s2, sp, sxs, ss) -> dict[str, torch.Tensor]:
+    """The six per-component quantities from (possibly leave-one-out) sums; s0 (...,), others (..., D)."""
+    s0 = s0[..., None]
+    x_mean = s1 / s0
+    var = (s2 / s0 - x_mean ** 2).clamp_min(0.0)
+    dp2 = sp / s0
+    c = -2.0 * (sxs / s0 - x_mean * ss / s0)  # -2 E[(x - x_bar) s]
+    dx, dp = var.sqrt(), dp2.sqrt()
+    return {"x_mean": x_mean, "dx": dx, "dp": dp, "product": dx * dp, "half_c": 0.5 * c.abs(), "boundary": 1.0 - c}
+
+
+@dataclass
+class Estimate:
+    """Per-component estimates (D,) with jackknife standard errors, for one state."""
+    state: str
+    values: dict[str, torch.Tensor]
+    se: dict[str, torch.Tensor]
+    n: int
+    ess: float          # effective sample size (sum w)^2 / sum w^2 of the self-normalized weights
+    extra: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.values:
+            raise KeyError(f"{name!r}; allowed: {', '.join(QUANTITIES)}")
+        return self.values[name]
+
+    def cs_gap(self) -> torch.Tensor:
+        """P_i - |C_i|/2 (D,), >= 0 up to float error by Cauchy-Schwarz."""
+        return self.values["product"] - self.values["half_c"]
+
+    def __repr__(self):
+        v = self.values
+        return (f"Estimate(state={self.state!r}, D={v['dx'].numel()}, n={self.n}, ess={self.ess:.1f}, "
+                f"mean dx={float(v['dx'].mean()):.4g}, mean dp={float(v['dp'].mean()):.4g}, mean P={float(v['product'].mean()):.4g})")
+
+
+def _finalize(state: str, sums: _Sums, n: int) -> Estimate:
+    if not bool((sums.s0 > 0).any()):
+        raise FloatingPointError(f"state={state!r}: every importance weight is zero")
+    full = _quantities(*sums.totals())
+    g = sums.s0.shape[0]
+    if g >= 2 and bool((sums.s0.sum() - sums.s0 > 0).all()):
+        loo = _quantities(*sums.leave_one_out())  # each (G, D)
+        se = {name: ((g - 1) / g * ((val - val.mean(0)) ** 2).sum(0)).sqrt() for name, val in loo.items()}
+    else:  # quadrature or a single group: no sampling error to report
+        se = {name: torch.zeros_like(v) for name, v in full.items()}
+    ess = float(sums.s0.sum() ** 2 / sums.s00.sum())
+    return Estimate(state, full, se, n, ess)
+
+
+# ---------------------------------------------------------------- estimators
+class UncertaintyEstimator:
+    """Monte Carlo estimator of (x_bar, dx, dp, P, |C|/2, B) per component, for several states at once.
+
+    Settings: ``n_samples`` (total), ``batch_size`` (one forward + one backward each), ``groups`` (jackknife),
+    ``sampler`` (``UniformSampler()`` or ``DataMixtureSampler``), ``states`` (subset of STATES).
+    Call with (loss_fn, box, gen): loss_fn maps flat x (N, D) to per-sample losses (N,).
+    """
+
+    def __init__(self, *, n_samples: int, batch_size: int = 512, groups: int = 16, sampler=None,
+                 states: tuple[str, ...] = STATES, progress: bool = False):
+        for name, v in (("n_samples", n_samples), ("batch_size", batch_size), ("groups", groups)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r}; expected an int >= 1")
+        if groups > n_samples:
+            raise ValueError(f"groups={groups} > n_samples={n_samples}: every jackknife group needs samples")
+        states = tuple(states)
+        bad = [s for s in states if s not in STATES]
+        if bad or not states:
+            raise ValueError(f"states={states!r}; allowed values: {', '.join(STATES)}")
+        self.n_samples, self.batch_size, self.groups = n_samples, batch_size, groups
+        self.sampler = sampler if sampler is not None else UniformSampler()
+        self.states, self.progress = states, progress
+
+    def __repr__(self):
+        return (f"UncertaintyEstimator(n_samples={self.n_samples}, batch_size={self.batch_size}, groups={self.groups}, "
+                f"sampler={self.sampler!r}, states={self.states})")
+
+    def __call__(self, loss_fn: Callable, box: Box, gen: torch.Generator, *, desc: str = "uncertainty") -> dict[str, Estimate]:
+        sums = {s: _Sums(self.groups, box.dim) for s in self.states}
+        starts = range(0, self.n_samples, self.batch_size)
+        for start in tqdm(starts, desc=desc, disable=not self.progress or progress_disabled(), leave=False):
+            n = min(self.batch_size, self.n_samples - start)
+            x, log_q = self.sampler(n, box, gen)  # (n, D) float64, (n,)
+            loss, grad = loss_and_grad(loss_fn, x)
+            group = torch.arange(start, start + n) % self.groups  # samples dealt round-robin into groups
+            for s in self.states:
+                log_w, score = _log_w_and_score(s, loss, grad, log_q)
+                sums[s].add(x, log_w, score, group)
+        return {s: _finalize(s, sums[s], self.n_samples) for s in self.states}
+
+
+def quadrature(loss_fn: Callable, box: Box, *, nodes: int = 64, states: tuple[str, ...] = STATES,
+               chunk: int = 65536) -> dict[str, Estimate]:
+    """Tensor-product Gauss-Legendre quadrature of the same quantities (D <= 3); standard errors are 0."""
+    if box.dim > 3:
+        raise ValueError(f"quadrature: box.dim={box.dim}; tensor-product quadrature is limited to dim <= 3")
+    if not isinstance(nodes, int) or nodes < 2:
+        raise ValueError(f"nodes={nodes!r}; expected an int >= 2")
+    t, w = np.polynomial.legendre.leggauss(nodes)  # on [-1, 1]
+    axes, wts = [], []
+    for i in range(box.dim):
+        lo, hi = float(box.lo[i]), float(box.hi[i])
+        axes.append(torch.tensor(lo + (hi - lo) * (t + 1) / 2, dtype=torch.float64))
+        wts.append(torch.tensor(w * (hi - lo) / 2, dtype=torch.float64))
+    x = torch.cartesian_prod(*axes).reshape(-1, box.dim)                       # (nodes^D, D)
+    log_wq = torch.log(torch.cartesian_prod(*wts).reshape(-1, box.dim)).sum(1)  # log quadrature weight
+    sums = {s: _Sums(1, box.dim) for s in states}
+    for i in range(0, len(x), chunk):
+        xb = x[i:i + chunk]
+        loss, grad = loss_and_grad(loss_fn, xb)
+        for s in states:
+            log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i:i + chunk])  # q = 1 / weight
+            sums[s].add(xb, log_w, score, torch.zeros(len(xb), dtype=torch.int64))
+    return {s: _finalize(s, sums[s], len(x)) for s in states}
+
+
+# ---------------------------------------------------------------- analytic test losses
+def gaussian_loss(mu: torch.Tensor, sigma: float, state: str) -> Callable:
+    """A loss whose state is the Gaussian with mean mu and std sigma in rho = psi^2 (minimum-uncertainty state:
+    dx = sigma, dp = 1/(2 sigma), P = 1/2 and C = 1 when the box holds the Gaussian's mass)."""
+    mu = torch.as_tensor(mu, dtype=torch.float64).flatten()
+    if state == "exp":  # rho ~ exp(-l)
+        return lambda x: ((x - mu) ** 2).sum(1) / (2 * sigma ** 2)
+    if state == "loss":  # psi ~ l
+        return lambda x: torch.exp(-((x - mu) ** 2).sum(1) / (4 * sigma ** 2))
+    raise ValueError(f"state={state!r}; allowed values: {', '.join(STATES)}")
+
+
+def logistic_loss(w: torch.Tensor, b: float, y: int = 1) -> Callable:
+    """Logistic loss softplus(-y (w.x + b)) of a linear model; y in {-1, +1}."""
+    if y not in (-1, 1):
+        raise ValueError(f"y={y!r}; allowed values: -1, 1")
+    w = torch.as_tensor(w, dtype=torch.float64).flatten()
+    return lambda x: F.softplus(-y * (x.to(torch.float64) @ w + b))
+
+
+def boundary_term_1d(loss_fn: Callable, lo: float, hi: float, state: str, *, nodes: int = 256) -> float:
+    """B = [(x - x_bar) psi^2]_lo^hi for a 1-D state, from the boundary values (integration by parts:
+    C = 1 - B). An independent check of the estimators' C."""
+    q = quadrature(loss_fn, Box([lo], [hi]), nodes=nodes, states=(state,))[state]
+    x_bar = float(q["x_mean"])
+    ends = torch.tensor([[lo], [hi]], dtype=torch.float64)
+    t, w = np.polynomial.legendre.leggauss(nodes)
+    xs = torch.tensor(lo + (hi - lo) * (t + 1) / 2, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        a2 = lambda v: loss_fn(v) ** 2 if state == "loss" else torch.exp(-loss_fn(v))  # noqa: E731  psi_tilde^2
+        norm = float((a2(xs) * torch.tensor(w * (hi - lo) / 2)).sum())
+        psi2 = a2(ends) / norm
+    return float((hi - x_bar) * psi2[1] - (lo - x_bar) * psi2[0])
+
+
+# ---------------------------------------------------------------- trained networks (notebook 01)
+def class_maps(model: torch.nn.Module, input_shape: tuple[int, ...], classes, estimator: UncertaintyEstimator,
+               box: Box, *, seed: int, sampler_for_class: Callable | None = None) -> dict[str, dict]:
+    """Estimates for every class label: {state: {"values": {q: (K, D)}, "se": {q: (K, D)}, "ess": (K,)}}.
+
+    The generator of class k is seeded with (seed, k) alone, so every checkpoint of a run sees the same
+    sample points (common random numbers: differences between checkpoints are not sampling noise).
+    ``sampler_for_class(k)`` (optional) overrides the estimator's sampler per class (importance sampling).
+    """
+    out = {s: {"values": {q: [] for q in QUANTITIES}, "se": {q: [] for q in QUANTITIES}, "ess": []}
+           for s in estimator.states}
+    for k in classes:
+        gen = torch.Generator().manual_seed(1_000_003 * seed + int(k))
+        est = estimator
+        if sampler_for_class is not None:
+            est = UncertaintyEstimator(n_samples=estimator.n_samples, batch_size=estimator.batch_size,
+                                       groups=estimator.groups, sampler=sampler_for_class(k), states=estimator.states)
+        res = est(model_loss(model, int(k), input_shape), box, gen, desc=f"class {k}")
+        for s, e in res.items():
+            for q in QUANTITIES:
+                out[s]["values"][q].append(e.values[q])
+                out[s]["se"][q].append(e.se[q])
+            out[s]["ess"].append(e.ess)
+    for s in out:
+        for part in ("values", "se"):
+            out[s][part] = {q: torch.stack(v) for q, v in out[s][part].items()}
+        out[s]["ess"] = torch.tensor(out[s]["ess"])
+    return out
+
+
+def bound_fractions(state_maps: dict, *, z: float = 1.96, atol: float = 1e-9) -> dict[str, float]:
+    """Over all (class, component) pairs of one state's maps:
+    naive_holds: P >= 1/2;  naive_violated: P + z*SE(P) < 1/2 (a significant violation);
+    general_holds: P >= |C|/2 - atol*(1+|C|);  boundary_explains: among naive violations, |C|/2 < 1/2 (B > 0 lowers
+    the bound below 1/2) -- by Cauchy-Schwarz this is implied, so it is a check, not a finding."""
+    v, se = state_maps["values"], state_maps["se"]
+    p, hc = v["product"], v["half_c"]
+    viol = p < 0.5
+    return {
+        "naive_holds": float((p >= 0.5).double().mean()),
+        "naive_violated": float((p + z * se["product"] < 0.5).double().mean()),
+        "general_holds": float((p >= hc - atol * (1 + hc)).double().mean()),
+        "boundary_explains": float((hc[viol] < 0.5).double().mean()) if bool(viol.any()) else 1.0,
+        "median_boundary": float(v["boundary"].median()),
+        "mean_product": float(p.mean()),
+    }
+
+
+def robustness(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict, *, batch_size: int = 250) -> dict:
+    """Per-sample correctness (bool, CPU) on clean inputs and under each attack {name: attack}."""
+    from . import attacks as _attacks
+    from . import training
+
+    out = {"clean": training.evaluate(model, x, y, batch_size=batch_size)}
+    for name, atk in attacks.items():
+        out[name] = _attacks.robust_correct(model, atk, x, y, batch_size=batch_size)
+    return out
+
+
+def train_with_checkpoints(name: str, config: dict, build: Callable[[], torch.nn.Module], x: torch.Tensor,
+                           y: torch.Tensor, *, checkpoint_epochs: tuple[int, ...], device, **train_kwargs):
+    """Train (or load from the model cache) and return (model, {epoch: state_dict}, history).
+
+    Epoch 0 (the initialization) is stored next to ``checkpoint_epochs``. ``config`` must hold everything
+    that determines the weights; the checkpoint epochs are added to it here.
+    """
+    from . import cache, training
+
+    def fit(model):
+        init = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        hist = training.train(model, x, y, checkpoint_epochs=tuple(checkpoint_epochs), **train_kwargs)
+        hist["checkpoints"] = {0: init, **hist["checkpoints"]}
+        return hist
+
+    cfg = {**config, "checkpoint_epochs": sorted(checkpoint_epochs)}
+    model, hist, hit = cache.cached_model(name, cfg, build, fit, device=device)
+    ckpts = {int(k): v for k, v in hist["checkpoints"].items()}
+    missing = [e for e in (0, *checkpoint_epochs) if e not in ckpts]
+    if missing:
+        raise RuntimeError(f"checkpoints {missing} missing from the trained run (epochs={train_kwargs.get('epochs')})")
+    return model, dict(sorted(ckpts.items())), hist, hit
