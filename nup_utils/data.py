@@ -228,7 +228,11 @@ def balanced_indices(labels: torch.Tensor, n: int, seed: int, *, exclude: torch.
 def train_test_subsets(train: Split, test: Split | None, train_size: int | None, test_size: int | None,
                        seed: int) -> tuple[Split, Split]:
     """Balanced subsets. ``None`` size -> the whole split. With ``test=None`` the train split is
-    divided into disjoint train/test parts (used for MNIST offline, where only 10k images exist)."""
+    divided into disjoint train/test parts (used for MNIST offline, where only 10k images exist).
+
+    The subsets keep the source order (indices sorted), and the offline CIFAR-10 copy is stored
+    class by class: a prefix ``x[:n]`` is then NOT a balanced sample. Draw a sub-subset with
+    :func:`balanced_indices` (and shuffle with a seeded generator if order matters)."""
     if test is None:
         if train_size is None or test_size is None:
             raise ValueError("train_size and test_size are required when re-splitting one split")
