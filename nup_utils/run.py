@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,03")
     ap.add_argument("--dir", default=None, help="folder of notebooks (default: notebooks/)")
     ap.add_argument("--out", default=str(paths.REPO_ROOT / "build"), help="folder for executed copies")
-    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: 300 smoke, 1800 quick, none full)")
     ap.add_argument("--publish", action="store_true", help="write executed notebooks back into notebooks/ (quick profile, CPU only)")
     ap.add_argument("--no-readme", action="store_true", help="do not refresh README's results table")
     args = ap.parse_args(argv)
@@ -110,14 +110,17 @@ def main(argv=None) -> int:
         return 2
     print(f"profile {profile} ({args.profile}); {len(notebooks)} notebook(s); executed copies in {args.out}/{profile}",
           flush=True)
+    os.environ["NUP_HEADLESS"] = "1"  # inherited by the kernels: no widgets, no widget progress bars
     if profile == "smoke" and not os.environ.get("NUP_FIGURES_DIR"):
         # smoke figures are throw-away: keep them out of figures/, which holds the published run's
         os.environ["NUP_FIGURES_DIR"] = str(Path(args.out) / profile / "figures")
+    # per-cell limit: a hung cell fails its notebook instead of blocking the batch
+    timeout = args.timeout if args.timeout is not None else {"smoke": 300, "quick": 1800}.get(profile)
     statuses = []
     for src in notebooks:
         out = Path(args.out) / profile / src.name
         print(f"-> {src.name} ...", flush=True)
-        ok, secs, err = execute(src, out, profile, timeout=args.timeout)
+        ok, secs, err = execute(src, out, profile, timeout=timeout)
         print(f"   {'ok' if ok else 'FAILED'} in {secs:.0f}s{'' if ok else ': ' + err}", flush=True)
         if ok and args.publish:
             publish(out, src)

@@ -135,6 +135,26 @@ def eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
+def headless() -> bool:
+    """True in batch runs: the runner and the notebook tests set NUP_HEADLESS=1."""
+    return os.environ.get("NUP_HEADLESS", "0") == "1"
+
+
+def widgets_enabled() -> bool:
+    """Show ipywidgets explorers only in interactive sessions. Batch runs skip them (and show a
+    static example instead): nbclient, which papermill and nbval use, can wait forever on widget
+    messages (seen here: ~1 in 8 headless runs of a notebook with an explorer hung)."""
+    if headless():
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def progress_disabled() -> bool:
-    """tqdm bars are off when NUP_PROGRESS=0 (CI logs)."""
-    return os.environ.get("NUP_PROGRESS", "1") == "0"
+    """tqdm bars are off when NUP_PROGRESS=0, and by default in headless batch runs (in a kernel,
+    tqdm.auto draws widget bars, see :func:`widgets_enabled`)."""
+    value = os.environ.get("NUP_PROGRESS")
+    return value == "0" if value is not None else headless()

@@ -166,7 +166,7 @@ def arm_transform(arm: str) -> InputTransform:
 RECIPES: dict[str, dict] = {
     # smoke: every code path in seconds (2 seeds so paired statistics run)
     "smoke": dict(width=2, train_size=32, test_size=32, epochs=1, batch_size=32, lr=0.05, weight_decay=5e-4,
-                  schedule="onecycle", augment=("crop", "flip"), seeds=(0, 1), data_seed=0),
+                  schedule="cosine", augment=("crop", "flip"), seeds=(0, 1), data_seed=0),
     # quick: width-8 ResNet-18, 2500 balanced training images, 5 epochs: fits 8 min on 2 CPU cores
     "quick": dict(width=8, train_size=2500, test_size=2000, epochs=5, batch_size=128, lr=0.1, weight_decay=5e-4,
                   schedule="onecycle", augment=("crop", "flip"), seeds=(0, 1, 2), data_seed=0),

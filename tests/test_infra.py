@@ -135,9 +135,9 @@ def test_report_markdown_and_readme_update(tmp_path):
     md = report.markdown(root=tmp_path / "results")
     assert "02-sbde-accuracy | C1" in md and "not_reproduced" in md and "not run yet" in md
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
+    readme.write_text(f"intro\n{report.START}\nSTALE-TABLE\n{report.END}\noutro\n")
     assert report.update_readme(readme) is True
-    assert "old" not in readme.read_text() and "outro" in readme.read_text()
+    assert "STALE-TABLE" not in readme.read_text() and "outro" in readme.read_text()
 
 
 def test_committed_readme_table_is_generated_from_committed_results():
@@ -213,3 +213,14 @@ def test_atomic_write_permissions(tmp_path):
     p = paths.atomic_write_bytes(tmp_path / "f.bin", b"x")
     mode = stat.S_IMODE(os.stat(p).st_mode)
     assert mode == 0o666 & ~paths._UMASK and mode & 0o044  # readable by others, not 0600
+
+
+def test_headless_switches_off_widgets_and_bars(monkeypatch):
+    monkeypatch.delenv("NUP_PROGRESS", raising=False)
+    monkeypatch.setenv("NUP_HEADLESS", "1")
+    assert runtime.headless() and not runtime.widgets_enabled() and runtime.progress_disabled()
+    monkeypatch.setenv("NUP_PROGRESS", "1")
+    assert not runtime.progress_disabled()
+    monkeypatch.setenv("NUP_HEADLESS", "0")
+    monkeypatch.delenv("NUP_PROGRESS")
+    assert runtime.widgets_enabled() and not runtime.progress_disabled()
