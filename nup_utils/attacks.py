@@ -44,6 +44,20 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str = "ce") -> torc
     raise ValueError(f"loss={kind!r}; allowed values: {', '.join(LOSSES)}")
 
 
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward + one backward in eval mode (mode restored), also under ``torch.no_grad``:
+    per-sample CE loss (N,), its gradient w.r.t. x (same shape as x) and the label used (N,):
+    ``y`` when given, else the model's prediction. Parameters' ``.grad`` are untouched."""
+    with torch.enable_grad(), eval_mode(model):
+        xr = x.detach().requires_grad_(True)
+        logits = model(xr).float()
+        label = logits.argmax(1).detach() if y is None else y
+        loss = F.cross_entropy(logits, label, reduction="none")
+        (g,) = torch.autograd.grad(loss.sum(), xr)
+    return loss.detach(), g.detach(), label
+
+
 def straight_through(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """BPDA: forward = fn(x), backward = identity. For non-differentiable defences."""
     def wrapped(x):

@@ -44,15 +44,9 @@ def _check_fraction(name: str, v, *, lo_open: bool = False) -> float:
 
 # ---------------------------------------------------------------- scores and masks
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward + one backward in eval mode (mode restored): g = d CE / d x (N, C, H, W) and the
-    label used (N,): ``y`` when given, else the model's prediction. Works under ``torch.no_grad``;
-    only the input gets a gradient (parameters' .grad are untouched)."""
-    with torch.enable_grad(), eval_mode(model):
-        xr = x.detach().requires_grad_(True)
-        logits = model(xr).float()
-        label = logits.argmax(1).detach() if y is None else y
-        (g,) = torch.autograd.grad(F.cross_entropy(logits, label, reduction="sum"), xr)
-    return g.detach(), label
+    """g = d CE / d x (N, C, H, W) and the label used (N,); see :func:`attacks.input_gradient`."""
+    _, g, label = attacks.input_gradient(model, x, y)
+    return g, label
 
 
 def coupling_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, score: str = "xgrad",

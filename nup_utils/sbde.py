@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cache, data, models, training
+from . import attacks, cache, data, models, training
 from .runtime import eval_mode, make_generator
 
 KINDS = ("identity", "insert", "nearest", "bilinear")
@@ -215,12 +215,9 @@ def train_arm(arm: str, stem: str, seed: int, rec: dict, x_train: torch.Tensor, 
 
 # ---------------------------------------------------------------- geometry probes (notebook 03)
 def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample CE loss (N,) and its gradient w.r.t. x (N, C, H, W), model in eval mode."""
-    with eval_mode(model):
-        xr = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(xr).float(), y, reduction="none")
-        (g,) = torch.autograd.grad(loss.sum(), xr)
-    return loss.detach(), g
+    """Per-sample CE loss (N,) and its gradient w.r.t. x (N, C, H, W); see :func:`attacks.input_gradient`."""
+    loss, g, _ = attacks.input_gradient(model, x, y)
+    return loss, g
 
 
 def grad_split(model: nn.Module, x_tilde: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> dict:

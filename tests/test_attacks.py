@@ -115,3 +115,21 @@ def test_bad_threat_models():
 def test_margin_loss_sign():
     logits = torch.tensor([[3.0, 1.0, 0.0]])
     assert attacks.attack_loss(logits, torch.tensor([0]), "margin").item() == -2.0
+
+
+def test_input_gradient_matches_autograd_and_restores_mode(trained):
+    model, x, y = trained
+    model.zero_grad(set_to_none=True)
+    model.train()
+    with torch.no_grad():  # works under no_grad too
+        loss, g, label = attacks.input_gradient(model, x[:8], y[:8])
+    assert model.training and torch.equal(label, y[:8])
+    assert all(p.grad is None for p in model.parameters())  # only the input gets a gradient
+    model.eval()
+    xr = x[:8].clone().requires_grad_(True)
+    ref = torch.nn.functional.cross_entropy(model(xr), y[:8], reduction="none")
+    ref.sum().backward()
+    assert torch.allclose(loss, ref.detach()) and torch.allclose(g, xr.grad)
+    _, _, pred = attacks.input_gradient(model, x[:8])
+    assert torch.equal(pred, model(x[:8]).argmax(1))
+    model.zero_grad(set_to_none=True)
