@@ -15,7 +15,7 @@ export NUP_DATA_DIR
 endif
 export PYTHONHASHSEED = 0
 
-.PHONY: test test-unit test-notebooks smoke figures lock clean-venv env
+.PHONY: test test-unit test-notebooks smoke figures lock clean-venv env sync lint
 
 $(VENV)/.installed: requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -44,9 +44,20 @@ smoke: env
 figures: env
 	$(PY) -m nup_utils.run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
+UV_VERSION ?= 0.13.9
+# the lock tool lives in its own venv (.venv-lock), installed on first use at a pinned version
 lock:
-	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	@test -x .venv-lock/bin/uv || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet "uv==$(UV_VERSION)"; }
+	.venv-lock/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+# notebooks are paired with percent scripts (pyproject [tool.jupytext]); edit either, then sync
+sync: env
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]-*.ipynb
+
+lint: env
+	$(PY) -m ruff check nup_utils tests scripts notebooks
+	$(PY) -m ruff format --check nup_utils tests scripts notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,9 @@
 """Trained-model cache shared across notebooks.
 
 A model is keyed by a hash of its full configuration (architecture, data subset, seed,
-hyper-parameters, ...) plus the library version, stored under ``<cache>/models`` and loaded with
+hyper-parameters, ...), the library version and the source code of the modules that define models,
+data, training and the papers' methods (:data:`CODE_MODULES`), so editing training code never
+silently reuses a model trained by the old code. Stored under ``<cache>/models`` and loaded with
 ``weights_only=True``. A file that fails to load or whose stored config differs is rebuilt.
 """
 
@@ -20,10 +22,26 @@ from torch import nn
 from . import __version__, paths
 
 
+# modules whose code decides what a cached model is (reporting, verdicts and plotting do not)
+CODE_MODULES = ("models", "data", "training", "attacks", "defenses", "sbde", "uncertainty", "piexp",
+                "functions", "factworld", "llm_probe", "cache")
+
+
+def code_hash(folder: Path | None = None) -> str:
+    """16-hex hash of the source of :data:`CODE_MODULES` (in ``folder``, default this package)."""
+    folder = folder or Path(__file__).parent
+    h = hashlib.sha256()
+    for name in CODE_MODULES:
+        path = folder / f"{name}.py"
+        h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<missing>") + b"\0")
+    return h.hexdigest()[:16]
+
+
 def config_hash(config: dict) -> str:
-    """Stable 16-hex hash of a JSON-able config (key order does not matter) and the library version."""
+    """Stable 16-hex hash of a JSON-able config (key order does not matter), the library version and
+    the code that trains the model (:func:`code_hash`)."""
     try:
-        text = json.dumps({"config": config, "nup": __version__}, sort_keys=True, default=str)
+        text = json.dumps({"config": config, "nup": __version__, "code": code_hash()}, sort_keys=True, default=str)
     except TypeError as exc:
         raise TypeError(f"config must be JSON-serializable: {exc}") from exc
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -62,22 +62,87 @@ def rows(profiles=("quick", "full"), root: Path | None = None) -> list[dict]:
             for p in profiles:
                 c = claims_by.get((p, cid))
                 if c is None:
-                    row[p], row[f"{p}_verdict"] = "not run yet", "—"
+                    row[p], row[f"{p}_verdict"], row[f"{p}_regime"] = "not run yet", "—", ""
                 else:
                     h = c["headline"]
                     row[p] = f"{h} = {fmt_metric(c['metrics'][h])}"
-                    row[f"{p}_verdict"] = c["verdict"]
+                    row[f"{p}_verdict"] = verdict_text(c)
+                    row[f"{p}_regime"] = c.get("regime", "")
             table.append(row)
     return table
 
 
+def verdict_text(c: dict) -> str:
+    """'**verdict** (borderline): reason' — the verdict with the one sentence its rule generated."""
+    flag = " (borderline)" if c.get("borderline") else ""
+    reason = c.get("reason", "")
+    return f"**{c['verdict']}**{flag}" + (f": {reason}" if reason else "")
+
+
 def markdown(profiles=("quick", "full"), root: Path | None = None) -> str:
-    head = ["notebook", "claim", "paper's number"] + [x for p in profiles for x in (f"ours ({p})", f"verdict ({p})")]
+    """The summary table: per profile, the headline number and the verdict with its reason; then the
+    regime (how the setting differs from the paper's) of the largest profile that ran."""
+    head = (["notebook", "claim", "paper's number"] + [x for p in profiles for x in (f"ours ({p})", f"verdict ({p})")]
+            + ["regime"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows(profiles, root):
-        cells = [r["notebook"], r["claim"], r["paper"]] + [x for p in profiles for x in (r[p], r[f"{p}_verdict"])]
-        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        regime = next((f"{p}: {r[f'{p}_regime']}" for p in reversed(profiles) if r.get(f"{p}_regime")), "")
+        cells = ([r["notebook"], r["claim"], r["paper"]] + [x for p in profiles for x in (r[p], r[f"{p}_verdict"])]
+                 + [regime])
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def overview(profiles=("quick", "full"), root: Path | None = None, link_prefix: str = "") -> str:
+    """The landing page's body: per notebook, a link and one row per claim with its statement, and
+    for each profile the headline number and the verdict with its reason; then each claim's regime.
+    ``link_prefix`` is the path from the page to notebooks/ ('' from inside notebooks/)."""
+    per_profile = {p: load_all(p, root) for p in profiles}
+    out = []
+    for name in notebook_names():
+        docs = {p: per_profile[p].get(name) for p in profiles}
+        out.append(f"### [{name}]({link_prefix}{name}.ipynb)")
+        claim_ids = list(dict.fromkeys(c["id"] for d in docs.values() if d for c in d["claims"]))
+        if not claim_ids:
+            out.append("not run yet\n")
+            continue
+        head = ["claim", "statement"] + [f"{p}" for p in profiles]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        regimes = []
+        for cid in claim_ids:
+            cs = {p: next((c for c in d["claims"] if c["id"] == cid), None) if d else None for p, d in docs.items()}
+            any_c = next(c for c in cs.values() if c)
+            cells = [f"`{cid}`", any_c["statement"]]
+            for p in profiles:
+                c = cs[p]
+                cells.append("not run yet" if c is None else
+                             f"{c['headline']} = {fmt_metric(c['metrics'][c['headline']])}<br>{verdict_text(c)}")
+            out.append("| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
+            for p in profiles:
+                if cs[p] is not None and cs[p].get("regime"):
+                    regimes.append(f"- `{cid}` ({p}): {cs[p]['regime']}")
+        commits = ", ".join(f"{p}: {d['git_commit'][:10]} ({d['created'][:10]}, {d['device']})" for p, d in docs.items() if d)
+        out.append(f"\n*Regime — how each run's setting differs from the paper's:*\n" + "\n".join(regimes) if regimes else "")
+        out.append(f"\n*Results files:* {commits}\n")
+    return "\n".join(out)
+
+
+def glance(name: str, profiles=("quick", "full"), root: Path | None = None) -> str:
+    """'Verdicts at a glance' for the top of a notebook: the LAST PUBLISHED run's verdicts with their
+    reasons, read from the committed results files (not this run's: those are at the end)."""
+    root = root or paths.REPO_ROOT / "results"
+    parts = []
+    for p in profiles:
+        path = root / p / f"{name}.json"
+        if not path.is_file():
+            parts.append(f"*{p}: not run yet.*")
+            continue
+        doc = json.loads(path.read_text())
+        parts.append(f"**Last published `{p}` run** (commit `{doc['git_commit'][:10]}`, {doc['created'][:10]}, "
+                     f"{doc['device']}):\n")
+        parts += [f"- `{c['id']}` — {verdict_text(c)}" for c in doc["claims"]]
+        parts.append("")
+    return "\n".join(parts)
 
 
 def update_readme(readme: Path | None = None) -> bool:

@@ -5,10 +5,17 @@
     python -m nup_utils.run --profile quick --publish      # also write outputs back into notebooks/
 
 Executed copies go to ``build/<profile>/`` (never over the sources); smoke figures to
-``build/smoke/figures``. ``--publish`` (quick profile on
-a CPU machine only, where PROFILE='auto' resolves to the same run) copies the executed notebooks back
-into ``notebooks/`` without papermill's injected cell, so the committed notebooks carry the outputs
-of the same run as ``results/quick`` and ``figures/``. Exit status 1 if any notebook failed.
+``build/smoke/figures``. ``--publish`` marks a run whose outputs will be committed: it refuses a
+work tree with uncommitted changes (results must name a clean commit that exists in history) and,
+for the quick profile on a CPU machine (where PROFILE='auto' resolves to the same run), copies the
+executed notebooks back into ``notebooks/`` without papermill's injected cell, so the committed
+notebooks carry the outputs of the same run as ``results/quick`` and ``figures/``.
+
+Notebooks run one at a time (never two heavy ones at once on a 2-core machine); each kernel gets
+``NUP_THREADS`` (torch threads, default: the cores this process may use) and ``NUP_GIT_COMMIT``
+(the commit checked once at the start, so outputs written by earlier notebooks do not make later
+ones look dirty). Per-cell timeouts are a safety net sized from each notebook's last measured wall
+time (:func:`cell_timeout`). Exit status 1 if any notebook failed.
 """
 
 from __future__ import annotations
@@ -45,8 +52,62 @@ def strip_papermill(nb):
     return nb
 
 
+TIMEOUT_FACTOR, TIMEOUT_FLOOR_S = 6, 600  # ours: a generous multiple of the measured time
+
+
+def cell_timeout(name: str, profile: str, root: Path | None = None) -> int | None:
+    """Per-cell limit in seconds: TIMEOUT_FACTOR x the notebook's last measured wall time (from its
+    committed results file), at least TIMEOUT_FLOOR_S. Smoke: the floor. Full (GPU, long): none."""
+    if profile == "full":
+        return None
+    from . import results
+
+    doc = results.load_results(profile, name, root=root or paths.REPO_ROOT / "results")
+    measured = float(doc["wall_time_s"]) if doc else 0.0
+    return int(max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * measured))
+
+
+def _failed_cell(src: Path, out: Path, exc: Exception) -> str:
+    """'cell N ('first line') stopped after S s: ' for the cell that failed or timed out: from
+    papermill's per-cell metadata in the (auto-saved) output, else from the cell preview that
+    nbclient puts into a timeout's message, matched against the source notebook."""
+    import datetime as dt
+
+    import nbformat
+
+    def first_line(text):
+        return next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("---")), "")[:60]
+
+    try:
+        nb = nbformat.read(str(out), as_version=4)
+        for i, c in enumerate(nb.cells):
+            meta = c.get("metadata", {}).get("papermill", {})
+            if meta.get("status") in ("running", "failed") or meta.get("exception"):
+                ran = ""
+                if meta.get("start_time"):
+                    start = dt.datetime.fromisoformat(meta["start_time"].replace("Z", "+00:00"))
+                    end = (dt.datetime.fromisoformat(meta["end_time"].replace("Z", "+00:00")) if meta.get("end_time")
+                           else dt.datetime.now(dt.timezone.utc))
+                    ran = f" after {(end - start).total_seconds():.0f} s"
+                return f"cell {i} ({first_line(c.source)!r}) stopped{ran}: "
+    except Exception:
+        pass
+    text = str(exc)
+    marker = "preview of the cell contents:"
+    if marker in text:
+        preview = first_line(text.split(marker, 1)[1])
+        try:
+            cells = nbformat.read(str(src), as_version=4).cells
+            idx = next((i for i, c in enumerate(cells) if preview and preview in c.source), "?")
+        except Exception:
+            idx = "?"
+        return f"cell {idx} ({preview!r}) stopped: "
+    return ""
+
+
 def execute(src: Path, out: Path, profile: str, *, timeout: int | None = None) -> tuple[bool, float, str]:
-    """Run one notebook with papermill into ``out``; returns (ok, seconds, error message)."""
+    """Run one notebook with papermill into ``out``; returns (ok, seconds, error message naming the
+    cell that failed or timed out, and how long it ran)."""
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -57,15 +118,50 @@ def execute(src: Path, out: Path, profile: str, *, timeout: int | None = None) -
                             execution_timeout=timeout)
         return True, time.perf_counter() - t0, ""
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-        msg = str(exc).strip().splitlines()
-        return False, time.perf_counter() - t0, (msg[-1] if msg else type(exc).__name__)[:300]
+        msg = [ln for ln in str(exc).strip().splitlines() if ln.strip() and not ln.startswith("---")]
+        text = (msg[-1] if msg else type(exc).__name__)[:300]
+        if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
+            text = msg[0][:300] if msg else text
+            text = f"timed out (per-cell limit {timeout} s): {text}"
+        return False, time.perf_counter() - t0, _failed_cell(src, out, exc) + text
+
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+MAX_NOTEBOOK_BYTES = 400 * 1024  # published notebooks stay small enough to review and to load on a repository page
+
+
+def lean(nb):
+    """Drop what a reader cannot use and a diff should not carry: saved widget state, widget views
+    (progress bars, explorers: their text fallback stays), and stderr streams (tqdm, warnings)."""
+    nb.metadata.pop("widgets", None)
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        kept = []
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                continue
+            data = o.get("data", {})
+            if WIDGET_MIME in data:
+                data.pop(WIDGET_MIME)
+                if not data:
+                    continue
+            kept.append(o)
+        c.outputs = kept
+    return nb
 
 
 def publish(executed: Path, src: Path) -> None:
+    """Write the executed notebook back over its source: without papermill's cell, lean (:func:`lean`),
+    and refusing one over :data:`MAX_NOTEBOOK_BYTES` (shrink its figures instead)."""
     import nbformat
 
-    nb = strip_papermill(nbformat.read(str(executed), as_version=4))
-    paths.atomic_write_bytes(src, (nbformat.writes(nb) + "\n").encode())
+    nb = lean(strip_papermill(nbformat.read(str(executed), as_version=4)))
+    payload = (nbformat.writes(nb) + "\n").encode()
+    if len(payload) > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"{src.name}: published notebook would be {len(payload) // 1024} KB "
+                         f"(> {MAX_NOTEBOOK_BYTES // 1024} KB); render its figures smaller")
+    paths.atomic_write_bytes(src, payload)
 
 
 def summary(statuses: list[dict], profile: str) -> str:
@@ -94,8 +190,12 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,03")
     ap.add_argument("--dir", default=None, help="folder of notebooks (default: notebooks/)")
     ap.add_argument("--out", default=str(paths.REPO_ROOT / "build"), help="folder for executed copies")
-    ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (default: 300 smoke, 1800 quick, none full)")
-    ap.add_argument("--publish", action="store_true", help="write executed notebooks back into notebooks/ (quick profile, CPU only)")
+    ap.add_argument("--timeout", type=int, default=None,
+                    help=f"per-cell timeout in seconds (default: {TIMEOUT_FACTOR}x the notebook's last measured time, "
+                         f"at least {TIMEOUT_FLOOR_S} s; none for full)")
+    ap.add_argument("--publish", action="store_true",
+                    help="outputs to be committed: needs a clean work tree; quick on a CPU machine also writes "
+                         "the executed notebooks back into notebooks/")
     ap.add_argument("--no-readme", action="store_true", help="do not refresh README's results table")
     args = ap.parse_args(argv)
     try:
@@ -104,26 +204,42 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.publish and (profile != "quick" or runtime.resolve_profile("auto") != "quick"):
-        print("error: --publish needs the quick profile on a machine without CUDA (where PROFILE='auto' is quick)",
-              file=sys.stderr)
-        return 2
-    print(f"profile {profile} ({args.profile}); {len(notebooks)} notebook(s); executed copies in {args.out}/{profile}",
-          flush=True)
+    commit = runtime.git_commit()
+    if args.publish:
+        if profile == "smoke":
+            print("error: --publish: smoke runs are never published (their figures and results are throw-away)",
+                  file=sys.stderr)
+            return 2
+        dirty = runtime.dirty_files(include_generated=True)
+        if dirty:
+            shown = ", ".join(dirty[:12]) + (f" and {len(dirty) - 12} more" if len(dirty) > 12 else "")
+            print(f"error: --publish needs a clean work tree, so the results name a commit that exists; "
+                  f"commit or stash first. Uncommitted: {shown}", file=sys.stderr)
+            return 2
+    write_back = args.publish and profile == "quick" and runtime.resolve_profile("auto") == "quick"
+    threads, source = runtime.thread_count()
+    print(f"profile {profile} ({args.profile}); {len(notebooks)} notebook(s); executed copies in {args.out}/{profile}; "
+          f"commit {commit}; {threads} torch thread(s) ({source})", flush=True)
     os.environ["NUP_HEADLESS"] = "1"  # inherited by the kernels: no widgets, no widget progress bars
+    os.environ["NUP_THREADS"] = str(threads)
+    os.environ["NUP_GIT_COMMIT"] = commit
     if profile == "smoke" and not os.environ.get("NUP_FIGURES_DIR"):
         # smoke figures are throw-away: keep them out of figures/, which holds the published run's
         os.environ["NUP_FIGURES_DIR"] = str(Path(args.out) / profile / "figures")
-    # per-cell limit: a hung cell fails its notebook instead of blocking the batch
-    timeout = args.timeout if args.timeout is not None else {"smoke": 300, "quick": 1800}.get(profile)
     statuses = []
     for src in notebooks:
         out = Path(args.out) / profile / src.name
-        print(f"-> {src.name} ...", flush=True)
+        # per-cell limit: a hung cell fails its notebook instead of blocking the batch
+        timeout = args.timeout if args.timeout is not None else cell_timeout(src.stem, profile)
+        print(f"-> {src.name} (per-cell limit {timeout or 'none'} s) ...", flush=True)
         ok, secs, err = execute(src, out, profile, timeout=timeout)
         print(f"   {'ok' if ok else 'FAILED'} in {secs:.0f}s{'' if ok else ': ' + err}", flush=True)
-        if ok and args.publish:
-            publish(out, src)
+        if ok and write_back:
+            try:
+                publish(out, src)
+            except ValueError as exc:
+                ok, err = False, str(exc)
+                print(f"   NOT PUBLISHED: {err}", flush=True)
         statuses.append({"name": src.stem, "ok": ok, "seconds": secs, "error": err})
     if not args.no_readme and profile in ("quick", "full") and paths.results_root() == paths.REPO_ROOT / "results":
         try:

@@ -51,11 +51,59 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset restrict),
+    not the machine's count: two threads per process on two shared cores collapse under load."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_count() -> tuple[int, str]:
+    """(torch threads to use, where that number comes from): ``$NUP_THREADS`` when set, else
+    :func:`available_cores`. A bad ``NUP_THREADS`` is an error naming it."""
+    raw = os.environ.get("NUP_THREADS", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"NUP_THREADS={raw!r}; expected a positive integer (or unset: the available cores)")
+        return int(raw), "NUP_THREADS"
+    return available_cores(), "sched_getaffinity"
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op thread count explicitly (see :func:`thread_count`); returns it. Called
+    when this module is imported, so every notebook, test and runner process does it."""
+    n, _ = thread_count()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def threads_info() -> dict:
+    """What results files record next to the device: threads used, cores available, and why."""
+    n, source = thread_count()
+    return {"torch_threads": torch.get_num_threads(), "configured": n, "source": source,
+            "available_cores": available_cores()}
+
+
 def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows: results from
+    different CPUs differ in low-order bits, so the files say which one ran."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -99,14 +147,29 @@ def versions() -> dict:
     return out
 
 
+GENERATED = ("results/", "figures/", "README.md")  # written by runs; never the code behind a number
+
+
+def dirty_files(*, include_generated: bool = False, root=REPO_ROOT) -> list[str]:
+    """Paths git reports as modified, staged or untracked (not ignored) in the repository at
+    ``root``. Generated outputs (results/, figures/, README.md's table) are left out unless asked for."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    names = [line[3:].split(" -> ")[-1].strip('"') for line in out.splitlines() if line.strip()]
+    return [n for n in names if include_generated or not n.startswith(GENERATED)]
+
+
 def git_commit() -> str:
-    """HEAD's commit of this repository, with '-dirty' when the tree has uncommitted changes."""
+    """The commit of the code behind a number: ``$NUP_GIT_COMMIT`` when the batch runner set it
+    (it checks the tree once, before the first notebook writes any output), else HEAD with '-dirty'
+    when anything but generated outputs differs from it."""
+    pinned = os.environ.get("NUP_GIT_COMMIT", "").strip()
+    if pinned:
+        return pinned
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
+        return sha + ("-dirty" if dirty_files() else "")
     except Exception:
         return "unknown"
 
@@ -133,6 +196,9 @@ def eval_mode(model: torch.nn.Module):
         yield model
     finally:
         model.train(was_training)
+
+
+configure_threads()
 
 
 def headless() -> bool:

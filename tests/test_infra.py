@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from nup_utils import cache, metrics, paper, paths, plotting, report, results, runtime
+from nup_utils import cache, metrics, paper, paths, plotting, report, results, runtime, verdicts
 
 
 # ------------------------------------------------------------------ runtime
@@ -54,6 +54,23 @@ def test_config_hash_stable_and_sensitive():
     assert a != cache.config_hash({"arch": "resnet18", "lr": 0.1, "seed": 1})
 
 
+def test_editing_training_code_invalidates_the_cache(tmp_path, monkeypatch):
+    import shutil
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(paths.REPO_ROOT / "nup_utils", pkg)
+    assert cache.code_hash(pkg) == cache.code_hash()
+    before = cache.config_hash({"seed": 0})
+    with open(pkg / "training.py", "a") as f:
+        f.write("\n# a one-line edit of the training code\n")
+    assert cache.code_hash(pkg) != cache.code_hash()
+    path_before = cache.model_path("m", {"seed": 0})
+    real = cache.code_hash
+    monkeypatch.setattr(cache, "code_hash", lambda folder=None: real(pkg))  # as if the package were edited
+    assert cache.config_hash({"seed": 0}) != before
+    assert cache.model_path("m", {"seed": 0}) != path_before  # a new file: the old model is not reused
+
+
 def test_cached_model_hit_miss_and_corrupt_file():
     calls = []
 
@@ -86,37 +103,42 @@ def _m(v=0.5):
 
 
 def test_claim_validation():
-    c = results.claim("C1", "s", "reproduced", {"acc": _m()}, paper_keys=("p3_sbde_acc",))
-    assert c["headline"] == "acc"
+    c = results.claim("C1", "s", "reproduced", {"acc": _m()}, paper_keys=("p3_sbde_acc",), reason="a check")
+    assert c["headline"] == "acc" and c["rule"] is None and c["reason"] == "a check"
     with pytest.raises(ValueError, match="verdict"):
-        results.claim("C1", "s", "true", {"acc": _m()})
+        results.claim("C1", "s", "true", {"acc": _m()}, reason="r")
+    with pytest.raises(ValueError, match="reason"):
+        results.claim("C1", "s", "reproduced", {"acc": _m()})  # no rule and no reason
     with pytest.raises(ValueError, match="ci95"):
-        results.claim("C1", "s", "reproduced", {"acc": {"value": 0.5}})
+        results.claim("C1", "s", "reproduced", {"acc": {"value": 0.5}}, reason="r")
     with pytest.raises(ValueError, match="metrics"):
-        results.claim("C1", "s", "reproduced", {})
+        results.claim("C1", "s", "reproduced", {}, reason="r")
     with pytest.raises(KeyError):
-        results.claim("C1", "s", "reproduced", {"acc": _m()}, paper_keys=("nope",))
+        results.claim("C1", "s", "reproduced", {"acc": _m()}, paper_keys=("nope",), reason="r")
     with pytest.raises(ValueError, match="headline"):
-        results.claim("C1", "s", "reproduced", {"acc": _m()}, headline="auc")
+        results.claim("C1", "s", "reproduced", {"acc": _m()}, headline="auc", reason="r")
+    with pytest.raises(ValueError, match="rule"):
+        results.claim("C1", "s", 0.5, {"acc": _m()})
 
 
 def test_write_load_compare(tmp_path):
-    claims = [results.claim("C1", "s", "reproduced", {"acc": _m(0.5)})]
+    rule = verdicts.Superiority("acc", min_effect=0.1)
+    claims = [results.claim("C1", "s", rule, {"acc": _m(0.5)}, profile="quick")]
     p = results.write_results("99-test", "quick", claims, params={"a": 1}, data_source="synthetic",
-                              wall_time_s=1.234, device="cpu", tolerance={"abs": 0.01, "rel": 0.0})
+                              wall_time_s=1.234, device="cpu", rules={"C1": rule})
     doc = json.loads(p.read_text())
     for key in ("notebook", "profile", "claims", "params", "versions", "git_commit", "device", "data_source",
-                "wall_time_s", "tolerance"):
+                "wall_time_s", "tolerance", "threads", "pre_registration"):
         assert key in doc
+    assert doc["pre_registration"]["rules"]["C1"] == rule.spec() and len(doc["pre_registration"]["hash"]) == 16
+    assert doc["claims"][0]["verdict"] == "reproduced" and doc["claims"][0]["borderline"] is False
     assert results.load_results("quick", "99-test") == doc
     assert results.compare(doc, doc) == []
-    moved = json.loads(json.dumps(doc))
-    moved["claims"][0]["metrics"]["acc"]["value"] = 0.52
-    assert any("acc" in s for s in results.compare(moved, doc))
-    moved["claims"][0]["verdict"] = "not_reproduced"
-    assert any("verdict" in s for s in results.compare(moved, doc))
     with pytest.raises(ValueError, match="profile"):
         results.write_results("99-test", "auto", claims, params={}, data_source="", wall_time_s=0, device="cpu")
+    with pytest.raises(ValueError, match="tolerance"):
+        results.write_results("99-test", "quick", claims, params={}, data_source="", wall_time_s=0, device="cpu",
+                              tolerance={"abs": 0.1, "rel": 0.1})
 
 
 # ------------------------------------------------------------------ paper table and report
@@ -130,10 +152,13 @@ def test_paper_table_labelled_and_sourced():
 
 
 def test_report_markdown_and_readme_update(tmp_path):
-    claims = [results.claim("C1", "s", "not_reproduced", {"gain": _m(0.01)}, paper_keys=("p3_sbde_acc",))]
+    rule = verdicts.Superiority("gain", min_effect=0.7)
+    claims = [results.claim("sbde-gain", "s", rule, {"gain": _m(0.01)}, paper_keys=("p3_sbde_acc",), profile="quick",
+                            regime="width 8 vs the paper's 64")]
     results.write_results("02-sbde-accuracy", "quick", claims, params={}, data_source="x", wall_time_s=1, device="cpu")
     md = report.markdown(root=tmp_path / "results")
-    assert "02-sbde-accuracy | C1" in md and "not_reproduced" in md and "not run yet" in md
+    assert "02-sbde-accuracy | sbde-gain" in md and "**not_reproduced**: " in md and "not run yet" in md
+    assert claims[0]["reason"] in md and "quick: width 8 vs the paper's 64" in md
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nSTALE-TABLE\n{report.END}\noutro\n")
     assert report.update_readme(readme) is True

@@ -63,3 +63,31 @@ def test_publish_writes_clean_copy(tmp_path):
 def test_summary_lists_failures():
     text = run.summary([{"name": "01-a", "ok": False, "seconds": 1.0, "error": "boom"}], "smoke")
     assert "FAILED" in text and "boom" in text
+
+
+def test_publish_strips_widget_state_and_stderr(tmp_path):
+    src, executed = tmp_path / "01-x.ipynb", tmp_path / "exec.ipynb"
+    _nb(src, "print(1)")
+    nb = nbformat.read(str(src), as_version=4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.cells[-1].outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="100%|####| 5/5\n"),
+        nbformat.v4.new_output("display_data", data={run.WIDGET_MIME: {"model_id": "x"}, "text/plain": "bar"}),
+        nbformat.v4.new_output("display_data", data={run.WIDGET_MIME: {"model_id": "y"}}),
+        nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nbformat.write(nb, str(executed))
+    run.publish(executed, src)
+    out = nbformat.read(str(src), as_version=4)
+    assert "widgets" not in out.metadata
+    assert [o.get("name", o["output_type"]) for o in out.cells[-1].outputs] == ["display_data", "stdout"]
+    assert run.WIDGET_MIME not in src.read_text()
+
+
+def test_publish_refuses_an_oversized_notebook(tmp_path):
+    src, executed = tmp_path / "01-x.ipynb", tmp_path / "exec.ipynb"
+    _nb(src, "print(1)")
+    nb = nbformat.read(str(src), as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * (run.MAX_NOTEBOOK_BYTES + 10))]
+    nbformat.write(nb, str(executed))
+    with pytest.raises(ValueError, match="KB"):
+        run.publish(executed, src)
