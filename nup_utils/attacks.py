@@ -13,7 +13,7 @@ The model is put in eval mode during the attack and its previous mode is restore
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,9 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str = "ce") -> torc
     raise ValueError(f"loss={kind!r}; allowed values: {', '.join(LOSSES)}")
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def input_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward + one backward in eval mode (mode restored), also under ``torch.no_grad``:
     per-sample CE loss (N,), its gradient w.r.t. x (same shape as x) and the label used (N,):
     ``y`` when given, else the model's prediction. Parameters' ``.grad`` are untouched."""
@@ -60,8 +61,10 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = N
 
 def straight_through(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """BPDA: forward = fn(x), backward = identity. For non-differentiable defences."""
+
     def wrapped(x):
         return x + (fn(x) - x).detach()
+
     wrapped.__name__ = f"straight_through({getattr(fn, '__name__', type(fn).__name__)})"
     return wrapped
 
@@ -138,9 +141,21 @@ class PGD(_Attack):
     """Projected gradient descent with random start and restarts; per sample, the restart with a
     misclassification (else the highest loss) is kept."""
 
-    def __init__(self, *, eps: float, step: float, steps: int, norm: str = "linf", restarts: int = 1,
-                 random_start: bool = True, seed: int = 0, mask=None, transform=None, loss: str = "ce",
-                 eot: int = 1):
+    def __init__(
+        self,
+        *,
+        eps: float,
+        step: float,
+        steps: int,
+        norm: str = "linf",
+        restarts: int = 1,
+        random_start: bool = True,
+        seed: int = 0,
+        mask=None,
+        transform=None,
+        loss: str = "ce",
+        eot: int = 1,
+    ):
         super().__init__(eps=eps, norm=norm, mask=mask, transform=transform, loss=loss)
         self.step = _check_budget("step", step, positive=True)
         for name, v in (("steps", steps), ("restarts", restarts), ("eot", eot)):
@@ -150,8 +165,10 @@ class PGD(_Attack):
         self.random_start, self.seed = bool(random_start), seed
 
     def __repr__(self):
-        return (f"PGD(eps={self.eps:.5g}, step={self.step:.5g}, steps={self.steps}, restarts={self.restarts}, "
-                f"random_start={self.random_start}, eot={self.eot}, seed={self.seed}, {self._shared_repr()})")
+        return (
+            f"PGD(eps={self.eps:.5g}, step={self.step:.5g}, steps={self.steps}, restarts={self.restarts}, "
+            f"random_start={self.random_start}, eot={self.eot}, seed={self.seed}, {self._shared_repr()})"
+        )
 
     def _init_delta(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if not self.random_start:
@@ -161,7 +178,11 @@ class PGD(_Attack):
         else:  # uniform in the L2 ball: gaussian direction, radius eps * U^(1/d)
             d = torch.randn(x.shape, generator=gen)
             r = torch.rand(x.shape[0], generator=gen) ** (1.0 / x[0].numel())
-            d = d / d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1)) * (r * self.eps).view(-1, *[1] * (x.dim() - 1))
+            d = (
+                d
+                / d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
+                * (r * self.eps).view(-1, *[1] * (x.dim() - 1))
+            )
         return d.to(device=x.device, dtype=x.dtype)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -185,8 +206,15 @@ class PGD(_Attack):
         return best.detach()
 
 
-def robust_correct(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
-                   eval_transform: Callable | None = None) -> torch.Tensor:
+def robust_correct(
+    model: nn.Module,
+    attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    eval_transform: Callable | None = None,
+) -> torch.Tensor:
     """Per-sample correctness (bool, CPU) of ``model(eval_transform(attack(x)))``.
 
     ``eval_transform`` is what the *deployed* system applies (e.g. a projection); it may differ from
@@ -195,7 +223,7 @@ def robust_correct(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, *
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
         xa = attack(model, xb, yb)
         with torch.no_grad(), eval_mode(model):
             inp = eval_transform(xa) if eval_transform is not None else xa

@@ -13,18 +13,29 @@ import hashlib
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from . import __version__, paths
 
-
 # modules whose code decides what a cached model is (reporting, verdicts and plotting do not)
-CODE_MODULES = ("models", "data", "training", "attacks", "defenses", "sbde", "uncertainty", "piexp",
-                "functions", "factworld", "llm_probe", "cache")
+CODE_MODULES = (
+    "models",
+    "data",
+    "training",
+    "attacks",
+    "defenses",
+    "sbde",
+    "uncertainty",
+    "piexp",
+    "functions",
+    "factworld",
+    "llm_probe",
+    "cache",
+)
 
 
 def code_hash(folder: Path | None = None) -> str:
@@ -57,9 +68,15 @@ def _canonical(config: dict) -> dict:
     return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 
-def cached_model(name: str, config: dict, build: Callable[[], nn.Module],
-                 fit: Callable[[nn.Module], dict], *, device: torch.device | str = "cpu",
-                 refresh: bool = False) -> tuple[nn.Module, dict, bool]:
+def cached_model(
+    name: str,
+    config: dict,
+    build: Callable[[], nn.Module],
+    fit: Callable[[nn.Module], dict],
+    *,
+    device: torch.device | str = "cpu",
+    refresh: bool = False,
+) -> tuple[nn.Module, dict, bool]:
     """Return ``(model, history, cache_hit)``.
 
     ``build()`` makes an untrained model; on a miss it is moved to ``device`` and ``fit(model)``
@@ -76,12 +93,18 @@ def cached_model(name: str, config: dict, build: Callable[[], nn.Module],
             model.eval()
             return model, blob.get("history", {}), True
         except Exception as exc:  # corrupt, truncated or foreign: never trust it
-            warnings.warn(f"model cache {path.name} unusable ({type(exc).__name__}: {exc}); retraining")
+            warnings.warn(f"model cache {path.name} unusable ({type(exc).__name__}: {exc}); retraining", stacklevel=2)
             path.unlink(missing_ok=True)
     history = fit(model)
     model.eval()
     buf = io.BytesIO()
-    torch.save({"config": _canonical(config), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "history": history}, buf)
+    torch.save(
+        {
+            "config": _canonical(config),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": history,
+        },
+        buf,
+    )
     paths.atomic_write_bytes(path, buf.getvalue())
     return model, history, False

@@ -25,17 +25,18 @@ import torch
 
 from . import paths
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
 SPLITS = ("train", "test")
 
-_HELP = ("Set the environment variable NUP_DATA_DIR to a folder holding the offline copies "
-         "(e.g. NUP_DATA_DIR=../shared/data with cifar10-jpeg.zip and MNIST/raw/*.gz), or unset it "
-         "to let torchvision download CIFAR-10/MNIST (needs internet).")
+_HELP = (
+    "Set the environment variable NUP_DATA_DIR to a folder holding the offline copies "
+    "(e.g. NUP_DATA_DIR=../shared/data with cifar10-jpeg.zip and MNIST/raw/*.gz), or unset it "
+    "to let torchvision download CIFAR-10/MNIST (needs internet)."
+)
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -51,7 +52,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, idx: torch.Tensor) -> "Split":
+    def subset(self, idx: torch.Tensor) -> Split:
         return Split(self.x[idx], self.y[idx], self.source)
 
 
@@ -80,9 +81,14 @@ def read_imagefolder_zip(zip_path: str | Path, split: str) -> tuple[torch.Tensor
     _check_split(split)
     with zipfile.ZipFile(zip_path) as zf:
         members = [(safe_member_name(info.filename), info) for info in zf.infolist()]
-        files = [(p, info) for p, info in members
-                 if not info.is_dir() and len(p.parts) >= 3 and p.parts[-3] == split
-                 and p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        files = [
+            (p, info)
+            for p, info in members
+            if not info.is_dir()
+            and len(p.parts) >= 3
+            and p.parts[-3] == split
+            and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        ]
         if not files:
             raise DataNotFoundError(f"{zip_path} has no '{split}/<class>/*.jpg' members. {_HELP}")
         classes = sorted({p.parts[-2] for p, _ in files})
@@ -109,7 +115,7 @@ def read_idx_gz(path: str | Path) -> np.ndarray:
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte idx file")
-    shape = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: truncated idx file")
@@ -155,8 +161,9 @@ def load_cifar10(split: str) -> Split:
             key = f"cifar10-jpeg-{split}-{_file_key(zip_path)}"
             x, y = _cached_tensors(key, lambda: read_imagefolder_zip(zip_path, split))
             return Split(x, y, "cifar10-jpeg")
-        raise DataNotFoundError(f"CIFAR-10 not found in NUP_DATA_DIR={root} (looked for "
-                                f"cifar-10-batches-py/ and cifar10-jpeg.zip). {_HELP}")
+        raise DataNotFoundError(
+            f"CIFAR-10 not found in NUP_DATA_DIR={root} (looked for cifar-10-batches-py/ and cifar10-jpeg.zip). {_HELP}"
+        )
     return _cifar10_torchvision(paths.cache_dir() / "torchvision", split, download=True)
 
 
@@ -190,11 +197,17 @@ def load_mnist(split: str) -> Split:
         return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64), "torchvision")
     prefix = "train" if split == "train" else "t10k"
     raw = root / "MNIST" / "raw"
-    img = next((p for p in (raw / f"{prefix}-images-idx3-ubyte.gz", raw / f"{prefix}-images-idx3-ubyte") if p.is_file()), None)
-    lab = next((p for p in (raw / f"{prefix}-labels-idx1-ubyte.gz", raw / f"{prefix}-labels-idx1-ubyte") if p.is_file()), None)
+    img = next(
+        (p for p in (raw / f"{prefix}-images-idx3-ubyte.gz", raw / f"{prefix}-images-idx3-ubyte") if p.is_file()), None
+    )
+    lab = next(
+        (p for p in (raw / f"{prefix}-labels-idx1-ubyte.gz", raw / f"{prefix}-labels-idx1-ubyte") if p.is_file()), None
+    )
     if img is None or lab is None:
-        raise DataNotFoundError(f"MNIST {split} split not found in {raw} (expected {prefix}-images-idx3-ubyte.gz "
-                                f"and {prefix}-labels-idx1-ubyte.gz). {_HELP}")
+        raise DataNotFoundError(
+            f"MNIST {split} split not found in {raw} (expected {prefix}-images-idx3-ubyte.gz "
+            f"and {prefix}-labels-idx1-ubyte.gz). {_HELP}"
+        )
     x = torch.from_numpy(read_idx_gz(img).copy()).unsqueeze(1)
     y = torch.from_numpy(read_idx_gz(lab).astype(np.int64))
     return Split(x, y, "mnist-idx")
@@ -225,8 +238,9 @@ def balanced_indices(labels: torch.Tensor, n: int, seed: int, *, exclude: torch.
     return torch.sort(torch.cat(chosen)).values
 
 
-def train_test_subsets(train: Split, test: Split | None, train_size: int | None, test_size: int | None,
-                       seed: int) -> tuple[Split, Split]:
+def train_test_subsets(
+    train: Split, test: Split | None, train_size: int | None, test_size: int | None, seed: int
+) -> tuple[Split, Split]:
     """Balanced subsets. ``None`` size -> the whole split. With ``test=None`` the train split is
     divided into disjoint train/test parts (used for MNIST offline, where only 10k images exist).
 

@@ -7,7 +7,7 @@ Every headline metric is a dict ``{"value": v, "ci95": [lo, hi], "n": n, "method
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -72,8 +72,9 @@ def paired_diff(a: Sequence[float], b: Sequence[float], conf: float = 0.95) -> d
     return out
 
 
-def bootstrap_ci(values, stat: Callable[[np.ndarray], float] = np.mean, *, n_boot: int = 2000, seed: int = 0,
-                 conf: float = 0.95) -> dict:
+def bootstrap_ci(
+    values, stat: Callable[[np.ndarray], float] = np.mean, *, n_boot: int = 2000, seed: int = 0, conf: float = 0.95
+) -> dict:
     """Percentile bootstrap interval of ``stat`` over the first axis of ``values``."""
     v = _as_np(values)
     if len(v) == 0:
@@ -98,8 +99,9 @@ def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
     return metric(roc_auc_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(y.sum()))
 
 
-def stratified_bootstrap(y: np.ndarray, s: np.ndarray, stat: Callable, *, n_boot: int = 1000,
-                         seed: int = 0) -> tuple[float, float]:
+def stratified_bootstrap(
+    y: np.ndarray, s: np.ndarray, stat: Callable, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """95% percentile interval of ``stat(y, s)`` resampling within each class of the 0/1 labels y,
     so both classes are always present (ROC AUC, AUPRC, PRR)."""
     rng = np.random.default_rng(seed)

@@ -10,8 +10,8 @@ so attacks, masks and expansions all work in pixel space.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 STEMS = ("cifar", "imagenet")
 
@@ -104,8 +104,13 @@ def with_normalization(net: nn.Module, mean, std) -> nn.Sequential:
     return nn.Sequential(Normalize(mean, std), net)
 
 
-def resnet18(stem: str = "cifar", width: int = 64, num_classes: int = 10,
-             mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)) -> nn.Sequential:
+def resnet18(
+    stem: str = "cifar",
+    width: int = 64,
+    num_classes: int = 10,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
+) -> nn.Sequential:
     """ResNet-18 on [0,1] inputs. stem='imagenet' & width=64 -> torchvision's resnet18 exactly."""
     if stem == "imagenet" and width == 64:
         import torchvision
@@ -116,8 +121,9 @@ def resnet18(stem: str = "cifar", width: int = 64, num_classes: int = 10,
     return with_normalization(net, mean, std)
 
 
-def small_cnn(num_classes: int = 10, width: int = 32, hidden: int = 128,
-              mean=(0.1307,), std=(0.3081,)) -> nn.Sequential:
+def small_cnn(
+    num_classes: int = 10, width: int = 32, hidden: int = 128, mean=(0.1307,), std=(0.3081,)
+) -> nn.Sequential:
     return with_normalization(SmallCNN(num_classes, width, hidden, len(mean)), mean, std)
 
 

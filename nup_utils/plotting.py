@@ -14,12 +14,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from . import paths  # noqa: E402
 
-STYLE = {"figure.dpi": 110, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
-         "axes.spines.top": False, "axes.spines.right": False, "font.size": 10}
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.size": 10,
+}
 plt.rcParams.update(STYLE)
 
 
-def savefig(fig: "plt.Figure", name: str, *, formats: tuple[str, ...] = ("png", "pdf")) -> list:
+def savefig(fig: plt.Figure, name: str, *, formats: tuple[str, ...] = ("png", "pdf")) -> list:
     """Save ``fig`` as figures/<name>.<fmt> atomically (name like '02-accuracy-per-arm')."""
     if not name or "/" in name or "." in name:
         raise ValueError(f"name={name!r}; expected a file stem like 'NN-what' without folder or extension")

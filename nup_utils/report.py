@@ -21,6 +21,7 @@ def fmt_metric(m: dict) -> str:
     def f(v):
         a = abs(v)
         return f"{v:.3g}" if a and (a < 1e-2 or a >= 1e4) else f"{v:.4g}" if a >= 10 else f"{v:.3f}"
+
     lo, hi = m["ci95"]
     return f"{f(m['value'])} [{f(lo)}, {f(hi)}]"
 
@@ -52,13 +53,23 @@ def rows(profiles=("quick", "full"), root: Path | None = None) -> list[dict]:
                 if c["id"] not in claim_ids:
                     claim_ids.append(c["id"])
         if not claim_ids:
-            table.append({"notebook": name, "claim": "—", "paper": "—",
-                          **{f"{p}": "not run yet" for p in profiles}, **{f"{p}_verdict": "—" for p in profiles}})
+            table.append(
+                {
+                    "notebook": name,
+                    "claim": "—",
+                    "paper": "—",
+                    **{f"{p}": "not run yet" for p in profiles},
+                    **{f"{p}_verdict": "—" for p in profiles},
+                }
+            )
             continue
         for cid in claim_ids:
             any_claim = next(claims_by[(p, cid)] for p in profiles if (p, cid) in claims_by)
-            row = {"notebook": name, "claim": cid,
-                   "paper": "; ".join(paper.fmt(k) for k in any_claim.get("paper_keys", [])) or "—"}
+            row = {
+                "notebook": name,
+                "claim": cid,
+                "paper": "; ".join(paper.fmt(k) for k in any_claim.get("paper_keys", [])) or "—",
+            }
             for p in profiles:
                 c = claims_by.get((p, cid))
                 if c is None:
@@ -82,13 +93,19 @@ def verdict_text(c: dict) -> str:
 def markdown(profiles=("quick", "full"), root: Path | None = None) -> str:
     """The summary table: per profile, the headline number and the verdict with its reason; then the
     regime (how the setting differs from the paper's) of the largest profile that ran."""
-    head = (["notebook", "claim", "paper's number"] + [x for p in profiles for x in (f"ours ({p})", f"verdict ({p})")]
-            + ["regime"])
+    head = (
+        ["notebook", "claim", "paper's number"]
+        + [x for p in profiles for x in (f"ours ({p})", f"verdict ({p})")]
+        + ["regime"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows(profiles, root):
         regime = next((f"{p}: {r[f'{p}_regime']}" for p in reversed(profiles) if r.get(f"{p}_regime")), "")
-        cells = ([r["notebook"], r["claim"], r["paper"]] + [x for p in profiles for x in (r[p], r[f"{p}_verdict"])]
-                 + [regime])
+        cells = (
+            [r["notebook"], r["claim"], r["paper"]]
+            + [x for p in profiles for x in (r[p], r[f"{p}_verdict"])]
+            + [regime]
+        )
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -115,14 +132,21 @@ def overview(profiles=("quick", "full"), root: Path | None = None, link_prefix: 
             cells = [f"`{cid}`", any_c["statement"]]
             for p in profiles:
                 c = cs[p]
-                cells.append("not run yet" if c is None else
-                             f"{c['headline']} = {fmt_metric(c['metrics'][c['headline']])}<br>{verdict_text(c)}")
+                cells.append(
+                    "not run yet"
+                    if c is None
+                    else f"{c['headline']} = {fmt_metric(c['metrics'][c['headline']])}<br>{verdict_text(c)}"
+                )
             out.append("| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
             for p in profiles:
                 if cs[p] is not None and cs[p].get("regime"):
                     regimes.append(f"- `{cid}` ({p}): {cs[p]['regime']}")
-        commits = ", ".join(f"{p}: {d['git_commit'][:10]} ({d['created'][:10]}, {d['device']})" for p, d in docs.items() if d)
-        out.append(f"\n*Regime — how each run's setting differs from the paper's:*\n" + "\n".join(regimes) if regimes else "")
+        commits = ", ".join(
+            f"{p}: {d['git_commit'][:10]} ({d['created'][:10]}, {d['device']})" for p, d in docs.items() if d
+        )
+        out.append(
+            "\n*Regime — how each run's setting differs from the paper's:*\n" + "\n".join(regimes) if regimes else ""
+        )
         out.append(f"\n*Results files:* {commits}\n")
     return "\n".join(out)
 
@@ -138,8 +162,10 @@ def glance(name: str, profiles=("quick", "full"), root: Path | None = None) -> s
             parts.append(f"*{p}: not run yet.*")
             continue
         doc = json.loads(path.read_text())
-        parts.append(f"**Last published `{p}` run** (commit `{doc['git_commit'][:10]}`, {doc['created'][:10]}, "
-                     f"{doc['device']}):\n")
+        parts.append(
+            f"**Last published `{p}` run** (commit `{doc['git_commit'][:10]}`, {doc['created'][:10]}, "
+            f"{doc['device']}):\n"
+        )
         parts += [f"- `{c['id']}` — {verdict_text(c)}" for c in doc["claims"]]
         parts.append("")
     return "\n".join(parts)
@@ -167,7 +193,9 @@ def main(argv=None) -> int:
     if args.check:
         text = (paths.REPO_ROOT / "README.md").read_text()
         ok = f"{START}\n{markdown(root=paths.REPO_ROOT / 'results')}\n{END}" in text
-        print("README results table is", "up to date" if ok else "OUT OF DATE (run: python -m nup_utils.report --readme)")
+        print(
+            "README results table is", "up to date" if ok else "OUT OF DATE (run: python -m nup_utils.report --readme)"
+        )
         return 0 if ok else 1
     if args.readme:
         print("README updated" if update_readme() else "README already up to date")

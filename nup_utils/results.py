@@ -33,16 +33,28 @@ DEFAULT_TOLERANCE = {"k": 3.0, "abs": 1e-3}
 
 def _check_metric(claim_id: str, name: str, m) -> None:
     if not isinstance(m, dict) or "value" not in m or "ci95" not in m:
-        raise ValueError(f"claim {claim_id!r}: metric {name!r} must be a dict with 'value' and 'ci95' "
-                         f"(use nup_utils.metrics.metric / accuracy / mean_ci / ...), got {m!r}")
+        raise ValueError(
+            f"claim {claim_id!r}: metric {name!r} must be a dict with 'value' and 'ci95' "
+            f"(use nup_utils.metrics.metric / accuracy / mean_ci / ...), got {m!r}"
+        )
     nums = [m["value"], *m["ci95"]]
     if len(m["ci95"]) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in nums):
         raise ValueError(f"claim {claim_id!r}: metric {name!r} needs a finite value and a 2-element finite ci95")
 
 
-def claim(id: str, statement: str, rule, metrics: dict, *, profile: str | None = None,
-          headline: str | None = None, paper_keys: tuple[str, ...] = (), protocol: str = "",
-          reason: str = "", regime: str = "") -> dict:
+def claim(
+    id: str,
+    statement: str,
+    rule,
+    metrics: dict,
+    *,
+    profile: str | None = None,
+    headline: str | None = None,
+    paper_keys: tuple[str, ...] = (),
+    protocol: str = "",
+    reason: str = "",
+    regime: str = "",
+) -> dict:
     """One claim's verdict with the metrics it rests on.
 
     ``rule`` is a declared :class:`verdicts.Rule`: the verdict and its reason are computed here from
@@ -75,11 +87,19 @@ def claim(id: str, statement: str, rule, metrics: dict, *, profile: str | None =
 
     for key in paper_keys:
         paper.get(key)  # raises on an unknown key
-    return {"id": id, "statement": statement, "verdict": decision.verdict,
-            "reason": decision.reason,
-            "rule": spec, "regime": regime, "metrics": metrics,
-            "headline": headline or next(iter(metrics)), "paper_keys": list(paper_keys),
-            "protocol": protocol, "profile": profile}
+    return {
+        "id": id,
+        "statement": statement,
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "rule": spec,
+        "regime": regime,
+        "metrics": metrics,
+        "headline": headline or next(iter(metrics)),
+        "paper_keys": list(paper_keys),
+        "protocol": protocol,
+        "profile": profile,
+    }
 
 
 def _se(m: dict) -> float:
@@ -111,13 +131,22 @@ def mark_borderline(c: dict, tolerance: dict) -> dict:
 
 def verdict_lines(claims: list[dict]) -> str:
     """The stable lines a verdict cell prints: one per claim, 'id: verdict' (+ borderline flag)."""
-    return "\n".join(f"{c['id']}: {c['verdict']}" + (" (borderline)" if c.get("borderline") else "")
-                     for c in claims)
+    return "\n".join(f"{c['id']}: {c['verdict']}" + (" (borderline)" if c.get("borderline") else "") for c in claims)
 
 
-def write_results(notebook: str, profile: str, claims: list[dict], *, params: dict, data_source: str,
-                  wall_time_s: float, device: str, extra: dict | None = None,
-                  tolerance: dict | None = None, rules: dict | None = None) -> Path:
+def write_results(
+    notebook: str,
+    profile: str,
+    claims: list[dict],
+    *,
+    params: dict,
+    data_source: str,
+    wall_time_s: float,
+    device: str,
+    extra: dict | None = None,
+    tolerance: dict | None = None,
+    rules: dict | None = None,
+) -> Path:
     """Validate and write ``results/<profile>/<notebook>.json`` atomically; returns the path.
 
     ``rules``: the notebook's declared rules ({name: verdicts.Rule}), recorded with a hash so a rule
@@ -125,7 +154,9 @@ def write_results(notebook: str, profile: str, claims: list[dict], *, params: di
     :func:`compare`; claims are marked borderline against it (the list passed in is updated too, so
     the verdict cell printed after writing shows the flag)."""
     if profile not in runtime.PROFILES:
-        raise ValueError(f"profile={profile!r}; results are written per resolved profile: {', '.join(runtime.PROFILES)}")
+        raise ValueError(
+            f"profile={profile!r}; results are written per resolved profile: {', '.join(runtime.PROFILES)}"
+        )
     if not claims:
         raise ValueError("claims is empty: a results file states at least one claim")
     ids = [c["id"] for c in claims]
@@ -136,7 +167,9 @@ def write_results(notebook: str, profile: str, claims: list[dict], *, params: di
         raise ValueError(f"tolerance={tolerance!r}; expected keys {sorted(DEFAULT_TOLERANCE)} with k > 0, abs >= 0")
     for c in claims:  # re-validate: claims may have been built by hand
         if c.get("verdict") not in VERDICTS:
-            raise ValueError(f"claim {c.get('id')!r}: verdict={c.get('verdict')!r}; allowed values: {', '.join(VERDICTS)}")
+            raise ValueError(
+                f"claim {c.get('id')!r}: verdict={c.get('verdict')!r}; allowed values: {', '.join(VERDICTS)}"
+            )
         for name, m in c["metrics"].items():
             _check_metric(c["id"], name, m)
         if profile == "smoke" and c["verdict"] != "inconclusive":
@@ -151,13 +184,19 @@ def write_results(notebook: str, profile: str, claims: list[dict], *, params: di
         specs = {name: r.spec() for name, r in rules.items()}
         pre = {"rules": specs, "hash": verdicts.pre_registration_hash(specs)}
     doc = {
-        "notebook": notebook, "profile": profile, "claims": copy.deepcopy(marked), "params": params,
+        "notebook": notebook,
+        "profile": profile,
+        "claims": copy.deepcopy(marked),
+        "params": params,
         "pre_registration": pre,
-        "versions": runtime.versions(), "git_commit": runtime.git_commit(), "device": device,
+        "versions": runtime.versions(),
+        "git_commit": runtime.git_commit(),
+        "device": device,
         "threads": runtime.threads_info(),
-        "data_source": data_source, "wall_time_s": round(float(wall_time_s), 2),
+        "data_source": data_source,
+        "wall_time_s": round(float(wall_time_s), 2),
         "tolerance": tol,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "extra": extra or {},
     }
     return paths.atomic_write_json(paths.results_dir(profile) / f"{notebook}.json", doc)
@@ -187,19 +226,26 @@ def compare(fresh: dict, reference: dict) -> list[str]:
     for cid in sorted(set(ref_claims) & set(new_claims)):
         a, b = new_claims[cid], ref_claims[cid]
         if a["verdict"] != b["verdict"] and not b.get("borderline", False):
-            problems.append(f"{cid}: verdict {a['verdict']!r} != committed {b['verdict']!r} "
-                            "(the committed claim is not marked borderline)")
+            problems.append(
+                f"{cid}: verdict {a['verdict']!r} != committed {b['verdict']!r} "
+                "(the committed claim is not marked borderline)"
+            )
         for name, mb in b["metrics"].items():
             ma = a["metrics"].get(name)
             if ma is None:
                 problems.append(f"{cid}: metric {name!r} missing")
                 continue
             allowed = allowed_shift(mb, ma, tol)
-            pairs = (("value", ma["value"], mb["value"]), ("ci95[0]", ma["ci95"][0], mb["ci95"][0]),
-                     ("ci95[1]", ma["ci95"][1], mb["ci95"][1]))
+            pairs = (
+                ("value", ma["value"], mb["value"]),
+                ("ci95[0]", ma["ci95"][0], mb["ci95"][0]),
+                ("ci95[1]", ma["ci95"][1], mb["ci95"][1]),
+            )
             for what, va, vb in pairs:
                 if abs(va - vb) > allowed:
-                    problems.append(f"{cid}.{name} {what}: {va:.6g} vs committed {vb:.6g} (|diff| "
-                                    f"{abs(va - vb):.3g} > {tol['k']}*sqrt(SE_ref^2+SE_new^2) + {tol['abs']} = {allowed:.3g})")
+                    problems.append(
+                        f"{cid}.{name} {what}: {va:.6g} vs committed {vb:.6g} (|diff| "
+                        f"{abs(va - vb):.3g} > {tol['k']}*sqrt(SE_ref^2+SE_new^2) + {tol['abs']} = {allowed:.3g})"
+                    )
                     break
     return problems

@@ -37,7 +37,9 @@ def discover(only: str | None = None, root: Path | None = None) -> list[Path]:
         have = {p.name[:2] for p in nbs}
         missing = [w for w in wanted if w not in have]
         if missing:
-            raise ValueError(f"--only {only!r}: no notebook numbered {', '.join(missing)}; have {', '.join(sorted(have))}")
+            raise ValueError(
+                f"--only {only!r}: no notebook numbered {', '.join(missing)}; have {', '.join(sorted(have))}"
+            )
         nbs = [p for p in nbs if p.name[:2] in wanted]
     return nbs
 
@@ -86,8 +88,11 @@ def _failed_cell(src: Path, out: Path, exc: Exception) -> str:
                 ran = ""
                 if meta.get("start_time"):
                     start = dt.datetime.fromisoformat(meta["start_time"].replace("Z", "+00:00"))
-                    end = (dt.datetime.fromisoformat(meta["end_time"].replace("Z", "+00:00")) if meta.get("end_time")
-                           else dt.datetime.now(dt.timezone.utc))
+                    end = (
+                        dt.datetime.fromisoformat(meta["end_time"].replace("Z", "+00:00"))
+                        if meta.get("end_time")
+                        else dt.datetime.now(dt.UTC)
+                    )
                     ran = f" after {(end - start).total_seconds():.0f} s"
                 return f"cell {i} ({first_line(c.source)!r}) stopped{ran}: "
     except Exception:
@@ -113,9 +118,16 @@ def execute(src: Path, out: Path, profile: str, *, timeout: int | None = None) -
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(src), str(out), parameters={"PROFILE": profile}, cwd=str(src.parent),
-                            kernel_name="python3", progress_bar=False, log_output=False,
-                            execution_timeout=timeout)
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters={"PROFILE": profile},
+            cwd=str(src.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+        )
         return True, time.perf_counter() - t0, ""
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
         msg = [ln for ln in str(exc).strip().splitlines() if ln.strip() and not ln.startswith("---")]
@@ -159,8 +171,10 @@ def publish(executed: Path, src: Path) -> None:
     nb = lean(strip_papermill(nbformat.read(str(executed), as_version=4)))
     payload = (nbformat.writes(nb) + "\n").encode()
     if len(payload) > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"{src.name}: published notebook would be {len(payload) // 1024} KB "
-                         f"(> {MAX_NOTEBOOK_BYTES // 1024} KB); render its figures smaller")
+        raise ValueError(
+            f"{src.name}: published notebook would be {len(payload) // 1024} KB "
+            f"(> {MAX_NOTEBOOK_BYTES // 1024} KB); render its figures smaller"
+        )
     paths.atomic_write_bytes(src, payload)
 
 
@@ -179,8 +193,10 @@ def summary(statuses: list[dict], profile: str) -> str:
         for i, c in enumerate(claims):
             h = c["headline"]
             paper_txt = "; ".join(report.paper.fmt(k) for k in c.get("paper_keys", [])) or "—"
-            lines.append(f"{head if i == 0 else ' ' * len(head)}  {c['id']}: {h} = {report.fmt_metric(c['metrics'][h])}"
-                         f" | paper {paper_txt} | {c['verdict']}")
+            lines.append(
+                f"{head if i == 0 else ' ' * len(head)}  {c['id']}: {h} = {report.fmt_metric(c['metrics'][h])}"
+                f" | paper {paper_txt} | {c['verdict']}"
+            )
     return "\n".join(lines)
 
 
@@ -190,12 +206,19 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,03")
     ap.add_argument("--dir", default=None, help="folder of notebooks (default: notebooks/)")
     ap.add_argument("--out", default=str(paths.REPO_ROOT / "build"), help="folder for executed copies")
-    ap.add_argument("--timeout", type=int, default=None,
-                    help=f"per-cell timeout in seconds (default: {TIMEOUT_FACTOR}x the notebook's last measured time, "
-                         f"at least {TIMEOUT_FLOOR_S} s; none for full)")
-    ap.add_argument("--publish", action="store_true",
-                    help="outputs to be committed: needs a clean work tree; quick on a CPU machine also writes "
-                         "the executed notebooks back into notebooks/")
+    ap.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        help=f"per-cell timeout in seconds (default: {TIMEOUT_FACTOR}x the notebook's last measured time, "
+        f"at least {TIMEOUT_FLOOR_S} s; none for full)",
+    )
+    ap.add_argument(
+        "--publish",
+        action="store_true",
+        help="outputs to be committed: needs a clean work tree; quick on a CPU machine also writes "
+        "the executed notebooks back into notebooks/",
+    )
     ap.add_argument("--no-readme", action="store_true", help="do not refresh README's results table")
     args = ap.parse_args(argv)
     try:
@@ -207,19 +230,27 @@ def main(argv=None) -> int:
     commit = runtime.git_commit()
     if args.publish:
         if profile == "smoke":
-            print("error: --publish: smoke runs are never published (their figures and results are throw-away)",
-                  file=sys.stderr)
+            print(
+                "error: --publish: smoke runs are never published (their figures and results are throw-away)",
+                file=sys.stderr,
+            )
             return 2
         dirty = runtime.dirty_files(include_generated=True)
         if dirty:
             shown = ", ".join(dirty[:12]) + (f" and {len(dirty) - 12} more" if len(dirty) > 12 else "")
-            print(f"error: --publish needs a clean work tree, so the results name a commit that exists; "
-                  f"commit or stash first. Uncommitted: {shown}", file=sys.stderr)
+            print(
+                f"error: --publish needs a clean work tree, so the results name a commit that exists; "
+                f"commit or stash first. Uncommitted: {shown}",
+                file=sys.stderr,
+            )
             return 2
     write_back = args.publish and profile == "quick" and runtime.resolve_profile("auto") == "quick"
     threads, source = runtime.thread_count()
-    print(f"profile {profile} ({args.profile}); {len(notebooks)} notebook(s); executed copies in {args.out}/{profile}; "
-          f"commit {commit}; {threads} torch thread(s) ({source})", flush=True)
+    print(
+        f"profile {profile} ({args.profile}); {len(notebooks)} notebook(s); executed copies in {args.out}/{profile}; "
+        f"commit {commit}; {threads} torch thread(s) ({source})",
+        flush=True,
+    )
     os.environ["NUP_HEADLESS"] = "1"  # inherited by the kernels: no widgets, no widget progress bars
     os.environ["NUP_THREADS"] = str(threads)
     os.environ["NUP_GIT_COMMIT"] = commit
@@ -248,7 +279,9 @@ def main(argv=None) -> int:
             print(f"warning: README table not refreshed: {exc}", file=sys.stderr)
     print("\n" + summary(statuses, profile))
     failed = [s["name"] for s in statuses if not s["ok"]]
-    print(f"\n{len(statuses) - len(failed)} passed, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(statuses) - len(failed)} passed, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -83,8 +83,12 @@ def configure_threads() -> int:
 def threads_info() -> dict:
     """What results files record next to the device: threads used, cores available, and why."""
     n, source = thread_count()
-    return {"torch_threads": torch.get_num_threads(), "configured": n, "source": source,
-            "available_cores": available_cores()}
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "configured": n,
+        "source": source,
+        "available_cores": available_cores(),
+    }
 
 
 def device_name(device: torch.device | str) -> str:
@@ -153,8 +157,14 @@ GENERATED = ("results/", "figures/", "README.md")  # written by runs; never the 
 def dirty_files(*, include_generated: bool = False, root=REPO_ROOT) -> list[str]:
     """Paths git reports as modified, staged or untracked (not ignored) in the repository at
     ``root``. Generated outputs (results/, figures/, README.md's table) are left out unless asked for."""
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     names = [line[3:].split(" -> ")[-1].strip('"') for line in out.splitlines() if line.strip()]
     return [n for n in names if include_generated or not n.startswith(GENERATED)]
 
@@ -167,8 +177,9 @@ def git_commit() -> str:
     if pinned:
         return pinned
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
         return sha + ("-dirty" if dirty_files() else "")
     except Exception:
         return "unknown"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -61,12 +61,19 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: str, lr: float, total_s
         # OneCycleLR divides by (pct_start * total_steps - 1): keep the warm-up at >= 1 step for short
         # (smoke) runs; for total_steps >= 8 this is exactly pct_start = 0.25.
         if total_steps < 4:
-            raise ValueError(f"schedule='onecycle' needs >= 4 optimizer steps, got {total_steps}; "
-                             "raise epochs or lower batch_size, or use schedule='cosine'")
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps,
-                                                   pct_start=max(0.25, 2.0 / total_steps),
-                                                   anneal_strategy="linear", div_factor=10.0,
-                                                   final_div_factor=100.0)
+            raise ValueError(
+                f"schedule='onecycle' needs >= 4 optimizer steps, got {total_steps}; "
+                "raise epochs or lower batch_size, or use schedule='cosine'"
+            )
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=lr,
+            total_steps=total_steps,
+            pct_start=max(0.25, 2.0 / total_steps),
+            anneal_strategy="linear",
+            div_factor=10.0,
+            final_div_factor=100.0,
+        )
     if schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
     if schedule == "constant":
@@ -75,13 +82,31 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: str, lr: float, total_s
 
 
 # ---------------------------------------------------------------- train / evaluate
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-          seed: int, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
-          schedule: str = "onecycle", label_smoothing: float = 0.0, augment_ops: tuple[str, ...] = ("crop", "flip"),
-          pad: int = 4, input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-          batch_transform: Callable | None = None, loss_fn: Callable | None = None,
-          x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-          checkpoint_epochs: tuple[int, ...] = (), progress: bool = True, desc: str = "train") -> dict:
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 5e-4,
+    schedule: str = "onecycle",
+    label_smoothing: float = 0.0,
+    augment_ops: tuple[str, ...] = ("crop", "flip"),
+    pad: int = 4,
+    input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_transform: Callable | None = None,
+    loss_fn: Callable | None = None,
+    x_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    checkpoint_epochs: tuple[int, ...] = (),
+    progress: bool = True,
+    desc: str = "train",
+) -> dict:
     """SGD (Nesterov) training. x: float (N, C, H, W) in [0, 1] on the model's device; y: int64 (N,).
 
     Per batch: augment (``augment_ops``) -> ``batch_transform(x, y, model, gen)`` (e.g. ConjMask)
@@ -97,8 +122,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
     if x.device != device:
         raise ValueError(f"x is on {x.device} but the model is on {device}; move the data first")
     gen = make_generator(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                          weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay
+    )
     steps_per_epoch = math.ceil(len(x) / batch_size)
     sched = make_scheduler(opt, schedule, lr, epochs * steps_per_epoch)
     loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, label_smoothing=label_smoothing))
@@ -114,7 +140,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
         tot_loss = torch.zeros((), device=device)
         tot_correct = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
+            idx = perm[i * batch_size : (i + 1) * batch_size]
             xb, yb = x[idx], y[idx]
             if augment_ops:
                 xb = augment(xb, augment_ops, gen, pad)
@@ -145,22 +171,29 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, ba
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 500,
-            input_transform: Callable | None = None) -> torch.Tensor:
+def predict(
+    model: nn.Module, x: torch.Tensor, *, batch_size: int = 500, input_transform: Callable | None = None
+) -> torch.Tensor:
     """Logits (N, classes) in eval mode (mode restored afterwards)."""
     device = model_device(model)
     out = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device)
+            xb = x[i : i + batch_size].to(device)
             if input_transform is not None:
                 xb = input_transform(xb)
             out.append(model(xb).float())
     return torch.cat(out)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500,
-             input_transform: Callable | None = None) -> torch.Tensor:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 500,
+    input_transform: Callable | None = None,
+) -> torch.Tensor:
     """Per-sample correctness, bool (N,) on the CPU."""
     logits = predict(model, x, batch_size=batch_size, input_transform=input_transform)
     return (logits.argmax(1) == y.to(logits.device)).cpu()

@@ -115,9 +115,15 @@ class Superiority(Rule):
     def __post_init__(self):
         _check_common(self)
         if not (isinstance(self.min_effect, (int, float)) and math.isfinite(self.min_effect) and self.min_effect > 0):
-            raise ValueError(f"min_effect={self.min_effect!r}; expected a finite number > 0 (the smallest effect that matters)")
-        if self.full_effect is not None and not (isinstance(self.full_effect, (int, float)) and self.full_effect >= self.min_effect):
-            raise ValueError(f"full_effect={self.full_effect!r}; expected None or a number >= min_effect={self.min_effect}")
+            raise ValueError(
+                f"min_effect={self.min_effect!r}; expected a finite number > 0 (the smallest effect that matters)"
+            )
+        if self.full_effect is not None and not (
+            isinstance(self.full_effect, (int, float)) and self.full_effect >= self.min_effect
+        ):
+            raise ValueError(
+                f"full_effect={self.full_effect!r}; expected None or a number >= min_effect={self.min_effect}"
+            )
 
     def outcomes(self):
         return (R, NR, I) if self.full_effect is None else (R, P, NR, I)
@@ -130,10 +136,15 @@ class Superiority(Rule):
         if lo >= self.min_effect:
             if self.full_effect is None:
                 return Decision(R, f"{shown}: lower end clears the declared minimum effect {m}")
-            return Decision(P, f"{shown}: lower end clears the minimum effect {m} but not the full effect "
-                               f"{self._fmt(self.full_effect)}")
+            return Decision(
+                P,
+                f"{shown}: lower end clears the minimum effect {m} but not the full effect "
+                f"{self._fmt(self.full_effect)}",
+            )
         if hi < self.min_effect:
-            why = "contradicted: the effect goes the other way" if hi < 0 else "the effect is below the declared minimum"
+            why = (
+                "contradicted: the effect goes the other way" if hi < 0 else "the effect is below the declared minimum"
+            )
             return Decision(NR, f"{shown}: upper end below the minimum effect {m} ({why})")
         if hi - lo > self.min_effect:
             return Decision(I, f"{shown}: underpowered, the interval is wider than the minimum effect {m} and holds it")
@@ -163,7 +174,9 @@ class NonInferiority(Rule):
         if lo > -self.margin:
             return Decision(R, f"{shown}: lower end above the non-inferiority margin {m}")
         if hi < -self.margin:
-            return Decision(NR, f"{shown}: upper end below the non-inferiority margin {m} (worse by more than the margin)")
+            return Decision(
+                NR, f"{shown}: upper end below the non-inferiority margin {m} (worse by more than the margin)"
+            )
         return Decision(I, f"{shown}: the interval holds the non-inferiority margin {m}")
 
 
@@ -216,9 +229,9 @@ class Direction(Rule):
         shown = self._show(value, lo, hi)
         sign = 1 if self.expected == "+" else -1
         words = "above 0" if sign > 0 else "below 0"
-        if (lo > 0 if sign > 0 else hi < 0):
+        if lo > 0 if sign > 0 else hi < 0:
             return Decision(R, f"{shown}: confirmed, the interval lies {words} as predicted")
-        if (hi < 0 if sign > 0 else lo > 0):
+        if hi < 0 if sign > 0 else lo > 0:
             return Decision(NR, f"{shown}: contradicted, the interval lies on the other side of 0")
         return Decision(I, f"{shown}: unclear, the interval holds 0")
 
@@ -299,9 +312,17 @@ def borderline(rule: Rule, metrics: dict, delta: dict, *, max_grid: int = 6561, 
         candidates = itertools.product(*steps)
     else:
         rng = np.random.default_rng(seed)
-        one = [tuple(s if j == i else 0.0 for j in range(len(steps))) for i in range(len(steps)) for s in (steps[i][0], steps[i][2])]
-        corners = [tuple(st[0] for st in steps), tuple(st[2] for st in steps),
-                   tuple(st[k % 2 * 2] for k, st in enumerate(steps)), tuple(st[(k + 1) % 2 * 2] for k, st in enumerate(steps))]
+        one = [
+            tuple(s if j == i else 0.0 for j in range(len(steps)))
+            for i in range(len(steps))
+            for s in (steps[i][0], steps[i][2])
+        ]
+        corners = [
+            tuple(st[0] for st in steps),
+            tuple(st[2] for st in steps),
+            tuple(st[k % 2 * 2] for k, st in enumerate(steps)),
+            tuple(st[(k + 1) % 2 * 2] for k, st in enumerate(steps)),
+        ]
         rand = [tuple(st[c] for st, c in zip(steps, row)) for row in rng.integers(0, 3, size=(2000, len(steps)))]
         candidates = itertools.chain(one, corners, rand)
     return any(rule.decide(_moved(metrics, names, s)).verdict != base for s in candidates)

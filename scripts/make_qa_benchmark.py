@@ -227,20 +227,103 @@ Vietnam|Hanoi
 Yemen|Sanaa,Sana'a
 Zambia|Lusaka
 Zimbabwe|Harare"""
-TIER1_COUNTRIES = {"the United States", "the United Kingdom", "France", "Germany", "Italy", "Spain", "Japan", "China",
-                   "Russia", "India", "Canada", "Australia", "Brazil", "Mexico", "Egypt", "Greece", "Ireland",
-                   "Portugal", "the Netherlands", "Belgium", "Sweden", "Norway", "Denmark", "Finland", "Poland",
-                   "Austria", "Switzerland", "Turkey", "Argentina", "South Korea", "Thailand", "Kenya", "Nigeria",
-                   "South Africa", "Saudi Arabia", "Iran", "Iraq", "Pakistan", "Indonesia", "Vietnam",
-                   "the Philippines", "Ukraine", "Chile", "Peru", "Colombia", "Cuba", "New Zealand"}
-TIER3_COUNTRIES = {"Kiribati", "Palau", "the Marshall Islands", "the Federated States of Micronesia", "Tuvalu", "Tonga",
-                   "Samoa", "Vanuatu", "the Solomon Islands", "the Comoros", "São Tomé and Príncipe", "Eswatini",
-                   "Lesotho", "Burkina Faso", "Burundi", "Eritrea", "Djibouti", "Equatorial Guinea", "Guinea-Bissau",
-                   "Mauritania", "Saint Kitts and Nevis", "Saint Lucia", "Saint Vincent and the Grenadines",
-                   "Grenada", "Dominica", "Antigua and Barbuda", "Bhutan", "Brunei", "Timor-Leste (East Timor)",
-                   "Turkmenistan", "Tajikistan", "Kyrgyzstan", "Suriname", "Belize", "Seychelles", "the Maldives",
-                   "Cape Verde", "Gabon", "the Central African Republic", "Chad", "Benin", "Togo", "Malawi",
-                   "Liechtenstein", "Andorra", "San Marino"}
+TIER1_COUNTRIES = {
+    "the United States",
+    "the United Kingdom",
+    "France",
+    "Germany",
+    "Italy",
+    "Spain",
+    "Japan",
+    "China",
+    "Russia",
+    "India",
+    "Canada",
+    "Australia",
+    "Brazil",
+    "Mexico",
+    "Egypt",
+    "Greece",
+    "Ireland",
+    "Portugal",
+    "the Netherlands",
+    "Belgium",
+    "Sweden",
+    "Norway",
+    "Denmark",
+    "Finland",
+    "Poland",
+    "Austria",
+    "Switzerland",
+    "Turkey",
+    "Argentina",
+    "South Korea",
+    "Thailand",
+    "Kenya",
+    "Nigeria",
+    "South Africa",
+    "Saudi Arabia",
+    "Iran",
+    "Iraq",
+    "Pakistan",
+    "Indonesia",
+    "Vietnam",
+    "the Philippines",
+    "Ukraine",
+    "Chile",
+    "Peru",
+    "Colombia",
+    "Cuba",
+    "New Zealand",
+}
+TIER3_COUNTRIES = {
+    "Kiribati",
+    "Palau",
+    "the Marshall Islands",
+    "the Federated States of Micronesia",
+    "Tuvalu",
+    "Tonga",
+    "Samoa",
+    "Vanuatu",
+    "the Solomon Islands",
+    "the Comoros",
+    "São Tomé and Príncipe",
+    "Eswatini",
+    "Lesotho",
+    "Burkina Faso",
+    "Burundi",
+    "Eritrea",
+    "Djibouti",
+    "Equatorial Guinea",
+    "Guinea-Bissau",
+    "Mauritania",
+    "Saint Kitts and Nevis",
+    "Saint Lucia",
+    "Saint Vincent and the Grenadines",
+    "Grenada",
+    "Dominica",
+    "Antigua and Barbuda",
+    "Bhutan",
+    "Brunei",
+    "Timor-Leste (East Timor)",
+    "Turkmenistan",
+    "Tajikistan",
+    "Kyrgyzstan",
+    "Suriname",
+    "Belize",
+    "Seychelles",
+    "the Maldives",
+    "Cape Verde",
+    "Gabon",
+    "the Central African Republic",
+    "Chad",
+    "Benin",
+    "Togo",
+    "Malawi",
+    "Liechtenstein",
+    "Andorra",
+    "San Marino",
+}
 
 STATES = """Alabama|Montgomery
 Alaska|Juneau
@@ -292,8 +375,18 @@ Washington|Olympia
 West Virginia|Charleston
 Wisconsin|Madison
 Wyoming|Cheyenne"""
-BIG_STATES = {"California", "Texas", "Florida", "New York", "Pennsylvania", "Illinois", "Ohio", "Georgia",
-              "North Carolina", "Michigan"}
+BIG_STATES = {
+    "California",
+    "Texas",
+    "Florida",
+    "New York",
+    "Pennsylvania",
+    "Illinois",
+    "Ohio",
+    "Georgia",
+    "North Carolina",
+    "Michigan",
+}
 
 # title | author aliases | tier
 BOOKS = """Pride and Prejudice|Jane Austen,Austen|1
@@ -334,26 +427,60 @@ def main():
         z, sym, names = item.split(" ")
         z, names = int(z), names.split(",")
         tier = 1 if z <= 20 or sym in FAMOUS_ELEMENTS else 2 if z <= 56 else 3
-        rows.append({"id": f"elem-name-{z}", "question": f"Which chemical element has the symbol {sym}?",
-                     "answers": names, "popularity": tier, "category": "element-from-symbol"})
-        rows.append({"id": f"elem-z-{z}", "question": f"What is the atomic number of {names[0].lower()}?",
-                     "answers": [str(z)], "popularity": tier, "category": "atomic-number"})
+        rows.append(
+            {
+                "id": f"elem-name-{z}",
+                "question": f"Which chemical element has the symbol {sym}?",
+                "answers": names,
+                "popularity": tier,
+                "category": "element-from-symbol",
+            }
+        )
+        rows.append(
+            {
+                "id": f"elem-z-{z}",
+                "question": f"What is the atomic number of {names[0].lower()}?",
+                "answers": [str(z)],
+                "popularity": tier,
+                "category": "atomic-number",
+            }
+        )
     for line in CAPITALS.splitlines():
         country, caps = line.split("|")
         tier = 1 if country in TIER1_COUNTRIES else 3 if country in TIER3_COUNTRIES else 2
         slug = country.lower().replace(" ", "-").replace("(", "").replace(")", "").replace("'", "")
-        rows.append({"id": f"capital-{slug}", "question": f"What is the capital of {country}?",
-                     "answers": caps.split(","), "popularity": tier, "category": "country-capital"})
+        rows.append(
+            {
+                "id": f"capital-{slug}",
+                "question": f"What is the capital of {country}?",
+                "answers": caps.split(","),
+                "popularity": tier,
+                "category": "country-capital",
+            }
+        )
     for line in STATES.splitlines():
         state, caps = line.split("|")
-        rows.append({"id": f"state-capital-{state.lower().replace(' ', '-')}",
-                     "question": f"What is the capital of the US state of {state}?", "answers": caps.split(","),
-                     "popularity": 2 if state in BIG_STATES else 3, "category": "us-state-capital"})
+        rows.append(
+            {
+                "id": f"state-capital-{state.lower().replace(' ', '-')}",
+                "question": f"What is the capital of the US state of {state}?",
+                "answers": caps.split(","),
+                "popularity": 2 if state in BIG_STATES else 3,
+                "category": "us-state-capital",
+            }
+        )
     for i, line in enumerate(BOOKS.splitlines()):
         title, authors, tier = line.split("|")
         kind = "play" if title == "Hamlet" else "epic poem" if title in ("The Odyssey", "The Divine Comedy") else "book"
-        rows.append({"id": f"author-{i:02d}", "question": f"Who wrote the {kind} '{title}'?",
-                     "answers": authors.split(","), "popularity": int(tier), "category": "book-author"})
+        rows.append(
+            {
+                "id": f"author-{i:02d}",
+                "question": f"Who wrote the {kind} '{title}'?",
+                "answers": authors.split(","),
+                "popularity": int(tier),
+                "category": "book-author",
+            }
+        )
     assert len({r["id"] for r in rows}) == len(rows), "duplicate ids"
     OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(f"wrote {OUT} ({len(rows)} questions)")

@@ -14,8 +14,9 @@ def trained():
     x[y == 1, :, :, :4] += 0.15
     x = x.clamp(0, 1)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * 64, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 64, 2)
+    )
     training.train(model, x, y, epochs=30, batch_size=32, lr=0.05, seed=0, augment_ops=(), progress=False)
     return model, x[:64], y[:64]
 

@@ -141,8 +141,9 @@ def test_real_offline_cifar10_subsets():
     import os
 
     root = os.environ.get("NUP_DATA_DIR")
-    assert root and os.path.isfile(os.path.join(root, "cifar10-jpeg.zip")), \
+    assert root and os.path.isfile(os.path.join(root, "cifar10-jpeg.zip")), (
         "set NUP_DATA_DIR to the offline data folder (../shared/data) to run the tests"
+    )
     tr, te = data.cifar10_subsets(100, 50, seed=0)
     tr2, _ = data.cifar10_subsets(100, 50, seed=0)
     assert tr.source == "cifar10-jpeg" and torch.equal(tr.x, tr2.x)

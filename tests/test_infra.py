@@ -124,11 +124,31 @@ def test_claim_validation():
 def test_write_load_compare(tmp_path):
     rule = verdicts.Superiority("acc", min_effect=0.1)
     claims = [results.claim("C1", "s", rule, {"acc": _m(0.5)}, profile="quick")]
-    p = results.write_results("99-test", "quick", claims, params={"a": 1}, data_source="synthetic",
-                              wall_time_s=1.234, device="cpu", rules={"C1": rule})
+    p = results.write_results(
+        "99-test",
+        "quick",
+        claims,
+        params={"a": 1},
+        data_source="synthetic",
+        wall_time_s=1.234,
+        device="cpu",
+        rules={"C1": rule},
+    )
     doc = json.loads(p.read_text())
-    for key in ("notebook", "profile", "claims", "params", "versions", "git_commit", "device", "data_source",
-                "wall_time_s", "tolerance", "threads", "pre_registration"):
+    for key in (
+        "notebook",
+        "profile",
+        "claims",
+        "params",
+        "versions",
+        "git_commit",
+        "device",
+        "data_source",
+        "wall_time_s",
+        "tolerance",
+        "threads",
+        "pre_registration",
+    ):
         assert key in doc
     assert doc["pre_registration"]["rules"]["C1"] == rule.spec() and len(doc["pre_registration"]["hash"]) == 16
     assert doc["claims"][0]["verdict"] == "reproduced" and doc["claims"][0]["borderline"] is False
@@ -137,8 +157,16 @@ def test_write_load_compare(tmp_path):
     with pytest.raises(ValueError, match="profile"):
         results.write_results("99-test", "auto", claims, params={}, data_source="", wall_time_s=0, device="cpu")
     with pytest.raises(ValueError, match="tolerance"):
-        results.write_results("99-test", "quick", claims, params={}, data_source="", wall_time_s=0, device="cpu",
-                              tolerance={"abs": 0.1, "rel": 0.1})
+        results.write_results(
+            "99-test",
+            "quick",
+            claims,
+            params={},
+            data_source="",
+            wall_time_s=0,
+            device="cpu",
+            tolerance={"abs": 0.1, "rel": 0.1},
+        )
 
 
 # ------------------------------------------------------------------ paper table and report
@@ -153,8 +181,17 @@ def test_paper_table_labelled_and_sourced():
 
 def test_report_markdown_and_readme_update(tmp_path):
     rule = verdicts.Superiority("gain", min_effect=0.7)
-    claims = [results.claim("sbde-gain", "s", rule, {"gain": _m(0.01)}, paper_keys=("p3_sbde_acc",), profile="quick",
-                            regime="width 8 vs the paper's 64")]
+    claims = [
+        results.claim(
+            "sbde-gain",
+            "s",
+            rule,
+            {"gain": _m(0.01)},
+            paper_keys=("p3_sbde_acc",),
+            profile="quick",
+            regime="width 8 vs the paper's 64",
+        )
+    ]
     results.write_results("02-sbde-accuracy", "quick", claims, params={}, data_source="x", wall_time_s=1, device="cpu")
     md = report.markdown(root=tmp_path / "results")
     assert "02-sbde-accuracy | sbde-gain" in md and "**not_reproduced**: " in md and "not run yet" in md

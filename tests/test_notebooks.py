@@ -38,24 +38,45 @@ def nb_outputs(tmp_path_factory):
 def test_notebook_quick(nb_path, nb_outputs, notebook_times):
     data_dir = os.environ.get("NUP_DATA_DIR")
     assert data_dir and os.path.isdir(data_dir), (
-        "NUP_DATA_DIR must point at the offline data (e.g. ../shared/data) for the notebook tests")
+        "NUP_DATA_DIR must point at the offline data (e.g. ../shared/data) for the notebook tests"
+    )
     checked = _checked_cells(nb_path)
     assert checked, f"{nb_path.name} has no verdict cell tagged 'nbval-check-output'"
     assert all(c.get("outputs") for c in checked), (
         f"{nb_path.name}: the verdict cell has no committed output; publish a quick run first "
-        "(python -m nup_utils.run --profile quick --only NN --publish)")
+        "(python -m nup_utils.run --profile quick --only NN --publish)"
+    )
 
-    env = dict(os.environ, NUP_PROFILE="quick", NUP_PROGRESS="0", NUP_HEADLESS="1",
-               NUP_RESULTS_DIR=str(nb_outputs / "results"), NUP_FIGURES_DIR=str(nb_outputs / "figures"))
+    env = dict(
+        os.environ,
+        NUP_PROFILE="quick",
+        NUP_PROGRESS="0",
+        NUP_HEADLESS="1",
+        NUP_RESULTS_DIR=str(nb_outputs / "results"),
+        NUP_FIGURES_DIR=str(nb_outputs / "figures"),
+    )
     # a hung cell fails the test instead of eating CI's time: a generous multiple of the measured time
     cell_timeout = run.cell_timeout(nb_path.stem, "quick")
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", str(nb_path), "-q", "-p", "no:cacheprovider",
-           "-o", "addopts=", f"--nbval-cell-timeout={cell_timeout}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        str(nb_path),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        f"--nbval-cell-timeout={cell_timeout}",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=paths.REPO_ROOT, capture_output=True, text=True)
     notebook_times[nb_path.stem] = time.perf_counter() - t0
-    assert proc.returncode == 0, (f"nbval failed for {nb_path.name} (per-cell limit {cell_timeout} s, "
-                                  f"ran {notebook_times[nb_path.stem]:.0f} s):\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, (
+        f"nbval failed for {nb_path.name} (per-cell limit {cell_timeout} s, "
+        f"ran {notebook_times[nb_path.stem]:.0f} s):\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+    )
 
     if nb_path.stem.startswith("00-"):
         return  # the overview writes no results file

@@ -16,8 +16,14 @@ import torch
 
 from nup_utils import attacks, models, runtime, training
 
-PINNED = {"loss": 1.1916868686676025, "logit_sum": 36.197479248046875, "adv_logit_sum": 34.213619232177734,
-          "delta_l1": 579.806884765625, "clean_correct": 32, "adv_correct": 22}
+PINNED = {
+    "loss": 1.1916868686676025,
+    "logit_sum": 36.197479248046875,
+    "adv_logit_sum": 34.213619232177734,
+    "delta_l1": 579.806884765625,
+    "clean_correct": 32,
+    "adv_correct": 22,
+}
 REL_TOL, COUNT_TOL = 1e-4, 1
 
 
@@ -26,19 +32,34 @@ def _pipeline() -> dict:
     x = torch.rand(96, 1, 28, 28, generator=g)
     y = torch.arange(96) % 4
     for c in range(4):  # class c: a bright horizontal band at rows 7c..7c+6
-        x[y == c, :, 7 * c:7 * c + 7] += 0.5
+        x[y == c, :, 7 * c : 7 * c + 7] += 0.5
     x = x.clamp(0, 1)
     torch.manual_seed(0)
     model = models.small_cnn(num_classes=4, width=4, hidden=16)
-    hist = training.train(model, x[:64], y[:64], epochs=4, batch_size=16, lr=0.1, seed=0, schedule="cosine",
-                          augment_ops=(), progress=False)
+    hist = training.train(
+        model,
+        x[:64],
+        y[:64],
+        epochs=4,
+        batch_size=16,
+        lr=0.1,
+        seed=0,
+        schedule="cosine",
+        augment_ops=(),
+        progress=False,
+    )
     x_adv = attacks.PGD(eps=0.03, step=0.0075, steps=5, seed=0)(model, x[64:], y[64:])
     with torch.no_grad():
         model.eval()
         clean, adv = model(x[64:]), model(x_adv)
-    return {"loss": hist["train_loss"][-1], "logit_sum": float(clean.abs().sum()),
-            "adv_logit_sum": float(adv.abs().sum()), "delta_l1": float((x_adv - x[64:]).abs().sum()),
-            "clean_correct": int((clean.argmax(1) == y[64:]).sum()), "adv_correct": int((adv.argmax(1) == y[64:]).sum())}
+    return {
+        "loss": hist["train_loss"][-1],
+        "logit_sum": float(clean.abs().sum()),
+        "adv_logit_sum": float(adv.abs().sum()),
+        "delta_l1": float((x_adv - x[64:]).abs().sum()),
+        "clean_correct": int((clean.argmax(1) == y[64:]).sum()),
+        "adv_correct": int((adv.argmax(1) == y[64:]).sum()),
+    }
 
 
 @pytest.fixture(scope="module")

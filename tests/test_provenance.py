@@ -22,18 +22,23 @@ def test_results_name_a_clean_commit_in_history(path):
     commit = json.loads(path.read_text())["git_commit"]
     assert re.fullmatch(r"[0-9a-f]{40}", commit), (
         f"{path.relative_to(paths.REPO_ROOT)} records commit {commit!r}: results must come from a clean "
-        "commit (python -m nup_utils.run --profile ... --publish on a clean tree)")
+        "commit (python -m nup_utils.run --profile ... --publish on a clean tree)"
+    )
     if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
         return  # a shallow clone lacks old commits; the clean-hash check above still applies
     assert _git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0, f"commit {commit} is not in this history"
-    assert _git("merge-base", "--is-ancestor", commit, "HEAD").returncode == 0, f"commit {commit} is not an ancestor of HEAD"
+    assert _git("merge-base", "--is-ancestor", commit, "HEAD").returncode == 0, (
+        f"commit {commit} is not an ancestor of HEAD"
+    )
 
 
 def _verdict_cell_text(nb_path) -> str:
     nb = json.loads(nb_path.read_text())
     cells = [c for c in nb["cells"] if "nbval-check-output" in c.get("metadata", {}).get("tags", [])]
     assert cells, f"{nb_path.name} has no verdict cell tagged 'nbval-check-output'"
-    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    return "".join(
+        "".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream"
+    )
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -43,18 +48,23 @@ def test_published_verdict_cell_matches_committed_results(nb_path):
     shown = _verdict_cell_text(nb_path).splitlines()
     expected = results.verdict_lines(doc["claims"]).splitlines()
     missing = [line for line in expected if line not in shown]
-    assert not missing, (f"{nb_path.name}: its verdict cell does not show the committed verdicts {missing}; "
-                         "publish the notebook and its results from the same run")
-    claim_like = [ln for ln in shown if re.match(r"^[\w .-]+: (reproduced|partially_reproduced|not_reproduced|inconclusive)", ln)]
+    assert not missing, (
+        f"{nb_path.name}: its verdict cell does not show the committed verdicts {missing}; "
+        "publish the notebook and its results from the same run"
+    )
+    claim_like = [
+        ln for ln in shown if re.match(r"^[\w .-]+: (reproduced|partially_reproduced|not_reproduced|inconclusive)", ln)
+    ]
     assert len(claim_like) == len(expected), f"{nb_path.name}: verdict cell shows {claim_like}, results say {expected}"
 
 
-@pytest.mark.parametrize("nb_path", sorted(paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb_path", sorted(paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")), ids=lambda p: p.stem)
 def test_published_notebook_is_lean(nb_path):
     from nup_utils import run
 
     size = nb_path.stat().st_size
-    assert size <= run.MAX_NOTEBOOK_BYTES, f"{nb_path.name} is {size // 1024} KB (> {run.MAX_NOTEBOOK_BYTES // 1024} KB)"
+    assert size <= run.MAX_NOTEBOOK_BYTES, (
+        f"{nb_path.name} is {size // 1024} KB (> {run.MAX_NOTEBOOK_BYTES // 1024} KB)"
+    )
     text = nb_path.read_text()
     assert "widget-state" not in text and run.WIDGET_MIME not in text, f"{nb_path.name} carries saved widget state"

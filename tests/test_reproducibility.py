@@ -19,8 +19,16 @@ def _m(v, half):
 
 def _doc(tmp_path, value, half=0.01, name="99-x"):
     claims = [results.claim("gain-claim", "s", RULE, {"gain": _m(value, half)}, profile="quick")]
-    path = results.write_results(name, "quick", claims, params={}, data_source="synthetic", wall_time_s=1.0,
-                                 device="cpu", rules={"gain-claim": RULE})
+    path = results.write_results(
+        name,
+        "quick",
+        claims,
+        params={},
+        data_source="synthetic",
+        wall_time_s=1.0,
+        device="cpu",
+        rules={"gain-claim": RULE},
+    )
     return json.loads(path.read_text())
 
 
@@ -165,7 +173,8 @@ def test_timeout_message_names_the_cell(tmp_path, capsys):
     p.metadata["tags"] = ["parameters"]
     nb.cells = [p, nbformat.v4.new_code_cell("import time\ntime.sleep(30)")]
     nbformat.write(nb, str(nbs / "01-slow.ipynb"))
-    code = run.main(["--profile", "smoke", "--dir", str(nbs), "--out", str(tmp_path / "b"), "--no-readme",
-                     "--timeout", "2"])
+    code = run.main(
+        ["--profile", "smoke", "--dir", str(nbs), "--out", str(tmp_path / "b"), "--no-readme", "--timeout", "2"]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "timed out" in out and "'import time'" in out and "cell" in out

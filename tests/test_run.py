@@ -74,7 +74,8 @@ def test_publish_strips_widget_state_and_stderr(tmp_path):
         nbformat.v4.new_output("stream", name="stderr", text="100%|####| 5/5\n"),
         nbformat.v4.new_output("display_data", data={run.WIDGET_MIME: {"model_id": "x"}, "text/plain": "bar"}),
         nbformat.v4.new_output("display_data", data={run.WIDGET_MIME: {"model_id": "y"}}),
-        nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+        nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+    ]
     nbformat.write(nb, str(executed))
     run.publish(executed, src)
     out = nbformat.read(str(src), as_version=4)

@@ -12,8 +12,9 @@ LINTED = ["nup_utils", "tests", "scripts", "notebooks"]
 
 
 def _ruff(*args):
-    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=paths.REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_ruff_lint_clean():
@@ -33,8 +34,10 @@ def test_jupytext_twin_in_sync(nb_path):
     twin = nb_path.with_suffix(".py")
     assert twin.is_file(), f"{nb_path.name} has no paired {twin.name}: run `make sync` (jupytext --sync)"
     expected = jupytext.writes(jupytext.read(nb_path), fmt="py:percent")
-    assert twin.read_text() == expected, (f"{twin.name} is out of sync with {nb_path.name}: edit one, then "
-                                         "`make sync` (jupytext --sync notebooks/*.ipynb)")
+    assert twin.read_text() == expected, (
+        f"{twin.name} is out of sync with {nb_path.name}: edit one, then "
+        "`make sync` (jupytext --sync notebooks/*.ipynb)"
+    )
 
 
 def test_twin_check_detects_a_stale_pair(tmp_path):

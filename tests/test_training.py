@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nup_utils import models, runtime, training
+from nup_utils import runtime, training
 
 
 def _toy(n=64, seed=0):
@@ -42,8 +42,20 @@ def test_training_is_deterministic_and_learns():
     runs = []
     for _ in range(2):
         m = _net()
-        h = training.train(m, x, y, epochs=15, batch_size=16, lr=0.1, seed=3, augment_ops=(), progress=False,
-                           checkpoint_epochs=(1,), x_val=x, y_val=y)
+        h = training.train(
+            m,
+            x,
+            y,
+            epochs=15,
+            batch_size=16,
+            lr=0.1,
+            seed=3,
+            augment_ops=(),
+            progress=False,
+            checkpoint_epochs=(1,),
+            x_val=x,
+            y_val=y,
+        )
         runs.append((m, h))
     (m1, h1), (m2, h2) = runs
     for p, q in zip(m1.parameters(), m2.parameters()):
@@ -57,8 +69,9 @@ def test_training_is_deterministic_and_learns():
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
 def test_schedules_and_bad_schedule(schedule):
     x, y = _toy(32)
-    h = training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.05, seed=0, schedule=schedule,
-                       augment_ops=(), progress=False)
+    h = training.train(
+        _net(), x, y, epochs=1, batch_size=8, lr=0.05, seed=0, schedule=schedule, augment_ops=(), progress=False
+    )
     assert len(h["lr"]) == 1
     with pytest.raises(ValueError, match="schedule"):
         training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.05, seed=0, schedule="step", progress=False)
@@ -74,8 +87,20 @@ def test_bad_arguments_and_hooks():
         calls.append(xb.shape[0])
         return xb
 
-    training.train(_net(), x, y, epochs=1, batch_size=8, lr=0.1, seed=0, augment_ops=(), batch_transform=bt, schedule="cosine",
-                   input_transform=lambda t: t * 1.0, progress=False)
+    training.train(
+        _net(),
+        x,
+        y,
+        epochs=1,
+        batch_size=8,
+        lr=0.1,
+        seed=0,
+        augment_ops=(),
+        batch_transform=bt,
+        schedule="cosine",
+        input_transform=lambda t: t * 1.0,
+        progress=False,
+    )
     assert calls == [8, 8]
 
 

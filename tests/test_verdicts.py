@@ -15,9 +15,15 @@ def _m(lo, hi, name="x"):
     return {name: metrics.metric((lo + hi) / 2, lo, hi, 3, "test")}
 
 
-RULES = [Superiority("x", min_effect=0.1), Superiority("x", min_effect=0.1, full_effect=0.3),
-         NonInferiority("x", margin=0.05), Equivalence("x", margin=0.1), Direction("x", "+"), Direction("x", "-"),
-         AllOf((Superiority("x", min_effect=0.1, full_effect=0.3), Direction("y", "+")), name="both")]
+RULES = [
+    Superiority("x", min_effect=0.1),
+    Superiority("x", min_effect=0.1, full_effect=0.3),
+    NonInferiority("x", margin=0.05),
+    Equivalence("x", margin=0.1),
+    Direction("x", "+"),
+    Direction("x", "-"),
+    AllOf((Superiority("x", min_effect=0.1, full_effect=0.3), Direction("y", "+")), name="both"),
+]
 
 # one input per outcome of every rule (the underpowered case of Superiority among them)
 CASES = {
@@ -66,18 +72,24 @@ def test_widening_only_moves_towards_inconclusive(k):
         half = rng.uniform(0, 0.3, len(names))
         grow = rng.uniform(0, 0.3, (2, len(names)))
         narrow = {n: metrics.metric(c, c - h, c + h, 3, "t") for n, c, h in zip(names, centre, half)}
-        wide = {n: metrics.metric(c, c - h - g0, c + h + g1, 3, "t")
-                for n, c, h, g0, g1 in zip(names, centre, half, grow[0], grow[1])}
+        wide = {
+            n: metrics.metric(c, c - h - g0, c + h + g1, 3, "t")
+            for n, c, h, g0, g1 in zip(names, centre, half, grow[0], grow[1])
+        }
         a, b = rule.decide(narrow).verdict, rule.decide(wide).verdict
         assert a == b or (a, b) in ALLOWED_ON_WIDENING, f"{rule!r}: widening {narrow} -> {wide} moved {a} -> {b}"
 
 
 def test_bad_input_named():
-    for make, word in ((lambda: Superiority("x", min_effect=0), "min_effect"),
-                       (lambda: Superiority("x", min_effect=0.2, full_effect=0.1), "full_effect"),
-                       (lambda: NonInferiority("x", margin=-1), "margin"), (lambda: Equivalence("x", margin=0), "margin"),
-                       (lambda: Direction("x", "up"), "expected"), (lambda: AllOf(()), "rules"),
-                       (lambda: Superiority("", min_effect=0.1), "metric")):
+    for make, word in (
+        (lambda: Superiority("x", min_effect=0), "min_effect"),
+        (lambda: Superiority("x", min_effect=0.2, full_effect=0.1), "full_effect"),
+        (lambda: NonInferiority("x", margin=-1), "margin"),
+        (lambda: Equivalence("x", margin=0), "margin"),
+        (lambda: Direction("x", "up"), "expected"),
+        (lambda: AllOf(()), "rules"),
+        (lambda: Superiority("", min_effect=0.1), "metric"),
+    ):
         with pytest.raises(ValueError, match=word):
             make()
     with pytest.raises(ValueError, match="not found"):
