@@ -30,7 +30,7 @@ $(VENV)/.installed: requirements.lock
 env: $(VENV)/.installed
 
 test: env
-	$(PY) -m pytest tests -q --durations=15
+	NUP_REQUIRE_DATA=1 $(PY) -m pytest tests -q --durations=15
 
 test-unit: env
 	$(PY) -m pytest tests -q -m "not notebooks"

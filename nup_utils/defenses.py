@@ -21,7 +21,7 @@ All images are float (N, C, H, W) in [0, 1] pixel space (the models normalize in
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,14 +43,17 @@ def _check_fraction(name: str, v, *, lo_open: bool = False) -> float:
 
 
 # ---------------------------------------------------------------- scores and masks
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def input_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """g = d CE / d x (N, C, H, W) and the label used (N,); see :func:`attacks.input_gradient`."""
     _, g, label = attacks.input_gradient(model, x, y)
     return g, label
 
 
-def coupling_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, score: str = "xgrad",
-                    patch: int = 1) -> torch.Tensor:
+def coupling_scores(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, score: str = "xgrad", patch: int = 1
+) -> torch.Tensor:
     """Per-position score (N, H/patch, W/patch): sum over channels (and the patch) of |x*g| ('xgrad')
     or |g| ('grad'). y=None -> predicted label (test time)."""
     if score not in ("xgrad", "grad"):
@@ -114,8 +117,9 @@ class ConjMask:
     def __repr__(self):
         return f"ConjMask(r={self.r:g}, score={self.score!r}, patch={self.patch}, fill={self.fill})"
 
-    def mask(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
-             gen: torch.Generator | None = None) -> torch.Tensor:
+    def mask(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, gen: torch.Generator | None = None
+    ) -> torch.Tensor:
         """bool (N, H/patch, W/patch); ``gen`` is required for score='random'."""
         h, w = x.shape[-2] // self.patch, x.shape[-1] // self.patch
         if self.score == "random":
@@ -136,6 +140,7 @@ class ConjMask:
 
         def conjmask_defence(x):
             return self(model, x, None, gen)
+
         conjmask_defence.__name__ = f"conjmask(r={self.r:g},{self.score})"
         return conjmask_defence
 
@@ -151,13 +156,15 @@ class ConjMask:
             out = x.clone()
             out[pick] = self(model, x[pick], y[pick], gen)
             return out
+
         conjmask_augment.__name__ = f"conjmask_augment(p={p:g}, {self!r})"
         return conjmask_augment
 
 
 # ---------------------------------------------------------------- losses and the AT anchor
 class LogitReg:
-    """'squeeze': CE + lam * mean_n ||z_n||^2 (logit squeezing); 'norm': CE(z / (tau * ||z_n||)) (logit normalization)."""
+    """'squeeze': CE + lam * mean_n ||z_n||^2 (logit squeezing);
+    'norm': CE(z / (tau * ||z_n||)) (logit normalization)."""
 
     def __init__(self, *, kind: str = "squeeze", lam: float | None = None, tau: float | None = None):
         if kind not in LOGITREG_KINDS:
@@ -169,7 +176,11 @@ class LogitReg:
         self.kind, self.lam, self.tau = kind, lam, tau
 
     def __repr__(self):
-        return f"LogitReg(kind='squeeze', lam={self.lam:g})" if self.kind == "squeeze" else f"LogitReg(kind='norm', tau={self.tau:g})"
+        return (
+            f"LogitReg(kind='squeeze', lam={self.lam:g})"
+            if self.kind == "squeeze"
+            else f"LogitReg(kind='norm', tau={self.tau:g})"
+        )
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # logits (N, K)
         if self.kind == "squeeze":
@@ -198,8 +209,18 @@ class PGDTrain:
 DEFENCE_KINDS = ("none", "topr", "random")
 
 
-def attack_suite(*, eps: float, steps: tuple[int, ...], restarts: int, step_frac: float = 2.5, defence=None,
-                 defence_kind: str = "none", eot: int = 1, bpda=None, seed: int = 0) -> dict:
+def attack_suite(
+    *,
+    eps: float,
+    steps: tuple[int, ...],
+    restarts: int,
+    step_frac: float = 2.5,
+    defence=None,
+    defence_kind: str = "none",
+    eot: int = 1,
+    bpda=None,
+    seed: int = 0,
+) -> dict:
     """Attacks for one eps: {name: attack}. PGD step = step_frac * eps / steps (Madry's 2.5 eps / steps).
 
     defence_kind 'none': white-box on the bare model. 'topr' (deterministic, non-differentiable selection):
@@ -218,8 +239,9 @@ def attack_suite(*, eps: float, steps: tuple[int, ...], restarts: int, step_frac
     t_eot = eot if defence_kind == "random" else 1
     out = {"fgsm": attacks.FGSM(eps=eps, transform=defence)}
     for k in steps:
-        out[f"pgd{k}"] = attacks.PGD(eps=eps, step=step_frac * eps / k, steps=k, restarts=restarts,
-                                     transform=defence, eot=t_eot, seed=seed)
+        out[f"pgd{k}"] = attacks.PGD(
+            eps=eps, step=step_frac * eps / k, steps=k, restarts=restarts, transform=defence, eot=t_eot, seed=seed
+        )
     k = steps[0]
     pgd = lambda **kw: attacks.PGD(eps=eps, step=step_frac * eps / k, steps=k, seed=seed, **kw)  # noqa: E731
     if defence_kind == "topr":
@@ -231,8 +253,17 @@ def attack_suite(*, eps: float, steps: tuple[int, ...], restarts: int, step_frac
     return out
 
 
-def run_suite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: dict, *, eval_transform=None,
-              only: torch.Tensor | None = None, batch_size: int = 256, desc: str = "attacks") -> dict:
+def run_suite(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    suite: dict,
+    *,
+    eval_transform=None,
+    only: torch.Tensor | None = None,
+    batch_size: int = 256,
+    desc: str = "attacks",
+) -> dict:
     """{name: bool (N,)} robust correctness under each attack. Images outside ``only`` (e.g. clean
     mistakes of the deployed system) count as not robust and are not attacked."""
     only = torch.ones(len(x), dtype=torch.bool) if only is None else only.cpu()
@@ -241,22 +272,30 @@ def run_suite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, suite: dict, *
     for name, atk in tqdm(suite.items(), desc=desc, disable=progress_disabled(), leave=False):
         res = torch.zeros(len(x), dtype=torch.bool)
         if len(idx):
-            res[idx] = attacks.robust_correct(model, atk, x[idx], y[idx], batch_size=batch_size,
-                                              eval_transform=eval_transform)
+            res[idx] = attacks.robust_correct(
+                model, atk, x[idx], y[idx], batch_size=batch_size, eval_transform=eval_transform
+            )
         out[name] = res
     return out
 
 
-def transfer_correct(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *, eval_transform=None,
-                     only: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+def transfer_correct(
+    model: nn.Module,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eval_transform=None,
+    only: torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Black-box transfer: bool (N,) correctness of the deployed system on adversarials crafted elsewhere."""
     device = next(model.parameters()).device
     out = []
     with torch.no_grad(), eval_mode(model):
         for i in range(0, len(x_adv), batch_size):
-            xb = x_adv[i:i + batch_size].to(device)
+            xb = x_adv[i : i + batch_size].to(device)
             inp = eval_transform(xb) if eval_transform is not None else xb
-            out.append((model(inp).argmax(1) == y[i:i + batch_size].to(device)).cpu())
+            out.append((model(inp).argmax(1) == y[i : i + batch_size].to(device)).cpu())
     res = torch.cat(out)
     return res & only.cpu() if only is not None else res
 
@@ -268,8 +307,8 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
     g = d CE(true label) / d x, one backward (the single-backward probe)."""
     out = {k: [] for k in ("corr", "cos", "grad_rms", "xg_sum")}
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        g, _ = input_gradient(model, xb, y[i:i + batch_size].to(xb.device))
+        xb = x[i : i + batch_size]
+        g, _ = input_gradient(model, xb, y[i : i + batch_size].to(xb.device))
         xf, gf = xb.flatten(1).double(), g.flatten(1).double()  # (n, D)
         xc, gc = xf - xf.mean(1, keepdim=True), gf - gf.mean(1, keepdim=True)
         out["corr"].append((xc * gc).sum(1) / (xc.norm(dim=1) * gc.norm(dim=1)).clamp_min(1e-30))
@@ -279,8 +318,17 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
     return {k: torch.cat(v).float().cpu() for k, v in out.items()}
 
 
-def local_uncertainty(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radius: float, n_samples: int,
-                      seed: int, groups: int = 4, state: str = "exp") -> dict:
+def local_uncertainty(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    radius: float,
+    n_samples: int,
+    seed: int,
+    groups: int = 4,
+    state: str = "exp",
+) -> dict:
     """Notebook 01's estimator (nup_utils.uncertainty) on the box [x - radius, x + radius] ∩ [0, 1]^D
     around each image, loss = CE(true label): per image (N,) the component means of dx, dp and dx*dp
     and the effective sample size. Uniform sampling on the small box."""
@@ -345,5 +393,6 @@ def seed_image_bootstrap(values, *, n_boot: int = 2000, seed: int = 0, conf: flo
         rows, cols = rng.integers(0, n, n), rng.integers(0, s, s)
         boots[b] = v[rows][:, cols].mean()
     lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
-    return metric(float(v.mean()), float(lo), float(hi), n, f"bootstrap-{n_boot} over {n} images x {s} seeds",
-                  n_seeds=s)
+    return metric(
+        float(v.mean()), float(lo), float(hi), n, f"bootstrap-{n_boot} over {n} images x {s} seeds", n_seeds=s
+    )

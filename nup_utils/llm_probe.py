@@ -19,12 +19,11 @@ predicts nothing inside the prompt, so its gradient is exactly 0 (last-k pooling
 from __future__ import annotations
 
 import json
-import re
 import string
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -46,9 +45,11 @@ def hf_encoder(tokenizer, max_length: int | None = None) -> Callable[[list[str]]
 
     def encode(prompts: list[str]) -> dict:
         tokenizer.padding_side = "right"
-        enc = tokenizer(prompts, padding=True, truncation=max_length is not None, max_length=max_length,
-                        return_tensors="pt")
+        enc = tokenizer(
+            prompts, padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt"
+        )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
     return encode
 
 
@@ -59,6 +60,7 @@ def _saved_bytes_hook():
     def pack(t):
         box["bytes"] += t.numel() * t.element_size()
         return t
+
     return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), box
 
 
@@ -69,8 +71,16 @@ class PrefillProbe:
     (for the chosen loss), the baselines, ``greedy_id`` and per-prompt cost figures.
     """
 
-    def __init__(self, model, encode: Callable[[list[str]], dict], *, loss: str = "greedy_nll",
-                 last_k: int = 4, batch_size: int = 64, eps: float = 1e-12):
+    def __init__(
+        self,
+        model,
+        encode: Callable[[list[str]], dict],
+        *,
+        loss: str = "greedy_nll",
+        last_k: int = 4,
+        batch_size: int = 64,
+        eps: float = 1e-12,
+    ):
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}; allowed values: {', '.join(LOSSES)}")
         if not isinstance(last_k, int) or last_k < 1:
@@ -81,39 +91,41 @@ class PrefillProbe:
         self.loss, self.last_k, self.batch_size, self.eps = loss, last_k, batch_size, eps
 
     def __repr__(self) -> str:
-        return (f"PrefillProbe(loss={self.loss!r}, last_k={self.last_k}, batch_size={self.batch_size}, "
-                f"stats={STATS}, pools={POOLS}, risk='-coupling')")
+        return (
+            f"PrefillProbe(loss={self.loss!r}, last_k={self.last_k}, batch_size={self.batch_size}, "
+            f"stats={STATS}, pools={POOLS}, risk='-coupling')"
+        )
 
     def _batch(self, prompts: list[str], with_grad: bool) -> dict:
         device = next(self.model.parameters()).device
         enc = self.encode(prompts)
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)      # (B, T)
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (B, T)
         if (mask[:, 0] == 0).any():
             raise ValueError("prompts must be right-padded with at least one real token each")
         B = ids.shape[0]
         rows = torch.arange(B, device=device)
-        last = mask.sum(1) - 1                                                           # (B,) last real token
-        E = self.model.get_input_embeddings()(ids).detach()                              # (B, T, D)
+        last = mask.sum(1) - 1  # (B,) last real token
+        E = self.model.get_input_embeddings()(ids).detach()  # (B, T, D)
         E.requires_grad_(with_grad)
         hook, box = _saved_bytes_hook()
         with torch.set_grad_enabled(with_grad), hook:
-            logits = self.model(inputs_embeds=E, attention_mask=mask).logits.float()     # (B, T, V)
-        logp_next = torch.log_softmax(logits[rows, last], -1)                            # (B, V)
+            logits = self.model(inputs_embeds=E, attention_mask=mask).logits.float()  # (B, T, V)
+        logp_next = torch.log_softmax(logits[rows, last], -1)  # (B, V)
         p_next = logp_next.exp()
         max_prob, greedy = p_next.max(-1)
         entropy = -(p_next * logp_next).sum(-1)
-        valid = mask[:, 1:].float()                                                      # (B, T-1) target is real
+        valid = mask[:, 1:].float()  # (B, T-1) target is real
         tok_lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-        prompt_nll = -(tok_lp * valid).sum(1) / valid.sum(1).clamp(min=1)               # (B,)
+        prompt_nll = -(tok_lp * valid).sum(1) / valid.sum(1).clamp(min=1)  # (B,)
         out = {"max_prob": max_prob, "entropy": entropy, "prompt_ppl": prompt_nll.exp(), "greedy_id": greedy}
         if with_grad:
-            per = prompt_nll if self.loss == "prompt_nll" else -logp_next[rows, greedy]    # (B,) per-prompt loss
-            G, = torch.autograd.grad(per.sum(), E)   # sum over prompts: each prompt's G is its own gradient
-            m = mask.float()                                                             # (B, T)
+            per = prompt_nll if self.loss == "prompt_nll" else -logp_next[rows, greedy]  # (B,) per-prompt loss
+            (G,) = torch.autograd.grad(per.sum(), E)  # sum over prompts: each prompt's G is its own gradient
+            m = mask.float()  # (B, T)
             cos = (E * G).sum(-1) / (E.norm(dim=-1) * G.norm(dim=-1)).clamp(min=self.eps)  # (B, T)
-            ip = (E * G).sum(-1)                                                         # (B, T)
-            pos = torch.arange(ids.shape[1], device=device)[None]                        # (1, T)
-            lastk = (m * (pos > last[:, None] - self.last_k)).float()                    # (B, T) last k real tokens
+            ip = (E * G).sum(-1)  # (B, T)
+            pos = torch.arange(ids.shape[1], device=device)[None]  # (1, T)
+            lastk = (m * (pos > last[:, None] - self.last_k)).float()  # (B, T) last k real tokens
             for name, c in (("cos", cos), ("ip", ip)):
                 out[f"{self.loss}/{name}/mean"] = (c * m).sum(1) / m.sum(1)
                 out[f"{self.loss}/{name}/last_k"] = (c * lastk).sum(1) / lastk.sum(1)
@@ -131,8 +143,10 @@ class PrefillProbe:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         parts, t0 = [], time.perf_counter()
-        for i in tqdm(range(0, len(prompts), self.batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False):
-            parts.append(self._batch(prompts[i:i + self.batch_size], with_grad))
+        for i in tqdm(
+            range(0, len(prompts), self.batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False
+        ):
+            parts.append(self._batch(prompts[i : i + self.batch_size], with_grad))
         secs = time.perf_counter() - t0
         res = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
         res["sec_per_prompt"] = secs / len(prompts)
@@ -159,8 +173,17 @@ def risk_scores(scores: dict) -> dict:
 
 
 @torch.no_grad()
-def generate(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, eos_id: int | None,
-             gen: torch.Generator | None = None, greedy: bool = True, temperature: float = 1.0) -> list[list[int]]:
+def generate(
+    model,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_id: int | None,
+    gen: torch.Generator | None = None,
+    greedy: bool = True,
+    temperature: float = 1.0,
+) -> list[list[int]]:
     """Greedy or sampled continuation of right-padded prompts (no KV cache: prompts here are short).
     ids/mask (B, T); returns the new token ids per row, stopped before ``eos_id``."""
     if max_new_tokens < 1:
@@ -170,7 +193,7 @@ def generate(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: in
     device = ids.device
     B = ids.shape[0]
     rows = torch.arange(B, device=device)
-    lengths = mask.sum(1).clone()                                       # (B,)
+    lengths = mask.sum(1).clone()  # (B,)
     pad = torch.zeros(B, max_new_tokens, dtype=ids.dtype, device=device)
     ids, mask = torch.cat([ids, pad], 1), torch.cat([mask, pad.to(mask.dtype)], 1)
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -191,7 +214,7 @@ def generate(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: in
             done = done | (nxt == eos_id)
         if done.all():
             break
-    toks = torch.stack(new, 1).cpu().tolist()                           # (B, steps), -1 after stop
+    toks = torch.stack(new, 1).cpu().tolist()  # (B, steps), -1 after stop
     out = []
     for row in toks:
         seq = []
@@ -203,16 +226,33 @@ def generate(model, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: in
     return out
 
 
-def decode_answers(model, encode, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 64,
-                   gen: torch.Generator | None = None, greedy: bool = True, desc: str = "decode") -> list[str]:
+def decode_answers(
+    model,
+    encode,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 64,
+    gen: torch.Generator | None = None,
+    greedy: bool = True,
+    desc: str = "decode",
+) -> list[str]:
     """Decoded continuations of ``prompts`` (first line, stripped)."""
     device = next(model.parameters()).device
     model.eval()
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False):
-        enc = encode(prompts[i:i + batch_size])
-        seqs = generate(model, enc["input_ids"].to(device), enc["attention_mask"].to(device),
-                        max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, gen=gen, greedy=greedy)
+        enc = encode(prompts[i : i + batch_size])
+        seqs = generate(
+            model,
+            enc["input_ids"].to(device),
+            enc["attention_mask"].to(device),
+            max_new_tokens=max_new_tokens,
+            eos_id=tokenizer.eos_token_id,
+            gen=gen,
+            greedy=greedy,
+        )
         out += [tokenizer.decode(s, skip_special_tokens=True).strip().split("\n")[0].strip() for s in seqs]
     return out
 
@@ -220,8 +260,9 @@ def decode_answers(model, encode, tokenizer, prompts: list[str], *, max_new_toke
 class SamplingAgreement:
     """Decoding-based baseline: K sampled answers per prompt; risk = 1 - (share of the most common answer)."""
 
-    def __init__(self, model, encode, tokenizer, *, k: int, max_new_tokens: int, temperature: float = 1.0,
-                 batch_size: int = 64):
+    def __init__(
+        self, model, encode, tokenizer, *, k: int, max_new_tokens: int, temperature: float = 1.0, batch_size: int = 64
+    ):
         if not isinstance(k, int) or k < 2:
             raise ValueError(f"k={k!r}; allowed values: int >= 2")
         if temperature <= 0:
@@ -230,16 +271,31 @@ class SamplingAgreement:
         self.k, self.max_new_tokens, self.temperature, self.batch_size = k, max_new_tokens, temperature, batch_size
 
     def __repr__(self) -> str:
-        return (f"SamplingAgreement(k={self.k}, max_new_tokens={self.max_new_tokens}, "
-                f"temperature={self.temperature}, risk='1 - modal share')")
+        return (
+            f"SamplingAgreement(k={self.k}, max_new_tokens={self.max_new_tokens}, "
+            f"temperature={self.temperature}, risk='1 - modal share')"
+        )
 
     def score(self, prompts: list[str], *, gen: torch.Generator) -> dict:
         t0 = time.perf_counter()
-        rep = [p for p in prompts for _ in range(self.k)]               # (N*K,) prompt i at i*K .. i*K+K-1
-        ans = decode_answers(self.model, self.encode, self.tokenizer, rep, max_new_tokens=self.max_new_tokens,
-                             batch_size=self.batch_size * self.k, gen=gen, greedy=False, desc="sample")
-        agree = np.array([Counter(normalize(a) for a in ans[i * self.k:(i + 1) * self.k]).most_common(1)[0][1] / self.k
-                          for i in range(len(prompts))])
+        rep = [p for p in prompts for _ in range(self.k)]  # (N*K,) prompt i at i*K .. i*K+K-1
+        ans = decode_answers(
+            self.model,
+            self.encode,
+            self.tokenizer,
+            rep,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size * self.k,
+            gen=gen,
+            greedy=False,
+            desc="sample",
+        )
+        agree = np.array(
+            [
+                Counter(normalize(a) for a in ans[i * self.k : (i + 1) * self.k]).most_common(1)[0][1] / self.k
+                for i in range(len(prompts))
+            ]
+        )
         return {"agreement": agree, "risk": 1.0 - agree, "sec_per_prompt": (time.perf_counter() - t0) / len(prompts)}
 
 
@@ -274,7 +330,9 @@ def load_qa(path: str | Path | None = None) -> list[dict]:
         q = json.loads(line)
         missing = {"id", "question", "answers", "popularity"} - set(q)
         if missing or not isinstance(q["answers"], list) or not q["answers"] or q["popularity"] not in (1, 2, 3):
-            raise ValueError(f"{path.name}:{n}: need id, question, answers (non-empty list), popularity in 1..3; got {q}")
+            raise ValueError(
+                f"{path.name}:{n}: need id, question, answers (non-empty list), popularity in 1..3; got {q}"
+            )
         out.append(q)
     if len({q["id"] for q in out}) != len(out):
         raise ValueError(f"{path.name}: duplicate question ids")
@@ -313,13 +371,13 @@ def _rejection_area(y: np.ndarray, s: np.ndarray) -> float:
     scores are rejected in random order, i.e. their errors count in expectation (no index bias)."""
     n = y.size
     _, inv, counts = np.unique(-s, return_inverse=True, return_counts=True)  # group 0 = riskiest
-    grp_err = np.bincount(inv, weights=y.astype(float))                        # errors per tie group
+    grp_err = np.bincount(inv, weights=y.astype(float))  # errors per tie group
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     err_before = np.concatenate([[0.0], np.cumsum(grp_err)[:-1]])
-    order = np.argsort(inv, kind="stable")                                     # positions grouped by risk
+    order = np.argsort(inv, kind="stable")  # positions grouped by risk
     g = inv[order]
     rejected = err_before[g] + (np.arange(n) - start[g] + 1) * grp_err[g] / counts[g]  # after k+1 rejected
-    R = np.concatenate([[0.0], rejected[:-1]])                                 # (n,) errors rejected at k
+    R = np.concatenate([[0.0], rejected[:-1]])  # (n,) errors rejected at k
     return float(np.mean((y.sum() - R) / np.arange(n, 0, -1)))
 
 
@@ -338,8 +396,9 @@ def auprc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
 
     y, s = _check(labels, scores)
     lo, hi = metrics.stratified_bootstrap(y, s, average_precision_score, n_boot=n_boot, seed=seed)
-    return metrics.metric(average_precision_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}",
-                          base_rate=float(y.mean()))
+    return metrics.metric(
+        average_precision_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", base_rate=float(y.mean())
+    )
 
 
 def prr(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -353,8 +412,11 @@ def detection_metrics(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> d
     y = np.asarray(labels).astype(int)
     if len(np.unique(y)) < 2:
         return None
-    return {"auroc": metrics.roc_auc(y, scores, n_boot=n_boot, seed=seed),
-            "auprc": auprc(y, scores, n_boot=n_boot, seed=seed), "prr": prr(y, scores, n_boot=n_boot, seed=seed)}
+    return {
+        "auroc": metrics.roc_auc(y, scores, n_boot=n_boot, seed=seed),
+        "auprc": auprc(y, scores, n_boot=n_boot, seed=seed),
+        "prr": prr(y, scores, n_boot=n_boot, seed=seed),
+    }
 
 
 def error_by_quantile(coupling, error, *, n_bins: int = 10) -> dict:
@@ -363,13 +425,20 @@ def error_by_quantile(coupling, error, *, n_bins: int = 10) -> dict:
     if c.shape != e.shape or c.size < n_bins:
         raise ValueError(f"need equal lengths >= n_bins={n_bins}; got {c.size}, {e.size}")
     ranks = np.argsort(np.argsort(c, kind="stable"), kind="stable")
-    b = ranks * n_bins // c.size                                        # (N,) bin 0 = weakest coupling
+    b = ranks * n_bins // c.size  # (N,) bin 0 = weakest coupling
     rows = []
     for k in range(n_bins):
         sel = b == k
         lo, hi = metrics.wilson_ci(int(e[sel].sum()), int(sel.sum()))
-        rows.append({"bin": k, "coupling_median": float(np.median(c[sel])), "error": float(e[sel].mean()),
-                     "ci95": [lo, hi], "n": int(sel.sum())})
+        rows.append(
+            {
+                "bin": k,
+                "coupling_median": float(np.median(c[sel])),
+                "error": float(e[sel].mean()),
+                "ci95": [lo, hi],
+                "n": int(sel.sum()),
+            }
+        )
     return {"bins": rows, "bin_of": b}
 
 
@@ -411,9 +480,19 @@ def word_tokenizer_for(texts: list[str]):
     return factworld.build_tokenizer(list(factworld.SPECIAL) + words)
 
 
-def evaluate_qa(model, tokenizer, questions: list[dict], *, encode=None, loss: str = "greedy_nll",
-                max_new_tokens: int = 16, batch_size: int = 16, k_samples: int = 0,
-                gen: torch.Generator | None = None, n_boot: int = 1000) -> dict:
+def evaluate_qa(
+    model,
+    tokenizer,
+    questions: list[dict],
+    *,
+    encode=None,
+    loss: str = "greedy_nll",
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+    k_samples: int = 0,
+    gen: torch.Generator | None = None,
+    n_boot: int = 1000,
+) -> dict:
     """Probe + baselines (+ optional sampling agreement) on a QA list; label = greedy answer matches
     no alias (hallucinated). Metrics are None where only one class occurs (e.g. a random model)."""
     if not questions:
@@ -427,13 +506,23 @@ def evaluate_qa(model, tokenizer, questions: list[dict], *, encode=None, loss: s
     answers = decode_answers(model, encode, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     correct = np.array([answer_matches(a, q["answers"]) for a, q in zip(answers, questions)])
     risks = risk_scores(scores)
-    cost = {"probe_sec_per_prompt": scores["sec_per_prompt"], "probe_saved_bytes_per_prompt": scores["saved_bytes_per_prompt"]}
+    cost = {
+        "probe_sec_per_prompt": scores["sec_per_prompt"],
+        "probe_saved_bytes_per_prompt": scores["saved_bytes_per_prompt"],
+    }
     if k_samples:
-        samp = SamplingAgreement(model, encode, tokenizer, k=k_samples, max_new_tokens=max_new_tokens,
-                                 batch_size=batch_size).score(prompts, gen=gen)
+        samp = SamplingAgreement(
+            model, encode, tokenizer, k=k_samples, max_new_tokens=max_new_tokens, batch_size=batch_size
+        ).score(prompts, gen=gen)
         risks["sampling_agreement"] = samp["risk"]
         cost["sampling_sec_per_prompt"] = samp["sec_per_prompt"]
     halluc = (~correct).astype(int)
-    return {"probe": repr(probe), "answers": answers, "correct": correct, "risks": risks, "cost": cost,
-            "popularity": np.array([q["popularity"] for q in questions]),
-            "metrics": {k: detection_metrics(halluc, r, n_boot=n_boot) for k, r in risks.items()}}
+    return {
+        "probe": repr(probe),
+        "answers": answers,
+        "correct": correct,
+        "risks": risks,
+        "cost": cost,
+        "popularity": np.array([q["popularity"] for q in questions]),
+        "metrics": {k: detection_metrics(halluc, r, n_boot=n_boot) for k, r in risks.items()},
+    }

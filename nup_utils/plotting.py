@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from . import paths  # noqa: E402
 
 STYLE = {
-    "figure.dpi": 110,
+    "figure.dpi": 80,  # inline (notebook) copies; files use savefig.dpi
     "savefig.dpi": 150,
     "axes.grid": True,
     "grid.alpha": 0.3,

@@ -26,6 +26,13 @@ def fmt_metric(m: dict) -> str:
     return f"{f(m['value'])} [{f(lo)}, {f(hi)}]"
 
 
+def md_table(header, rows) -> str:
+    """A markdown table from a header and rows of cells (``|`` inside a cell is escaped)."""
+    cell = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows])
+
+
 def load_all(profile: str, root: Path | None = None) -> dict[str, dict]:
     folder = (root or paths.results_root()) / profile
     out = {}

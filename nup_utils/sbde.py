@@ -16,7 +16,7 @@ the geometric probes of notebooks 02 and 03.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -165,14 +165,47 @@ def arm_transform(arm: str) -> InputTransform:
 # ---------------------------------------------------------------- one recipe per profile (shared by 02 and 03)
 RECIPES: dict[str, dict] = {
     # smoke: every code path in seconds (2 seeds so paired statistics run)
-    "smoke": dict(width=2, train_size=32, test_size=32, epochs=1, batch_size=32, lr=0.05, weight_decay=5e-4,
-                  schedule="cosine", augment=("crop", "flip"), seeds=(0, 1), data_seed=0),
+    "smoke": dict(
+        width=2,
+        train_size=32,
+        test_size=32,
+        epochs=1,
+        batch_size=32,
+        lr=0.05,
+        weight_decay=5e-4,
+        schedule="cosine",
+        augment=("crop", "flip"),
+        seeds=(0, 1),
+        data_seed=0,
+    ),
     # quick: width-8 ResNet-18, 2500 balanced training images, 5 epochs: fits 8 min on 2 CPU cores
-    "quick": dict(width=8, train_size=2500, test_size=2000, epochs=5, batch_size=128, lr=0.1, weight_decay=5e-4,
-                  schedule="onecycle", augment=("crop", "flip"), seeds=(0, 1, 2), data_seed=0),
+    "quick": dict(
+        width=8,
+        train_size=2500,
+        test_size=2000,
+        epochs=5,
+        batch_size=128,
+        lr=0.1,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        augment=("crop", "flip"),
+        seeds=(0, 1, 2),
+        data_seed=0,
+    ),
     # full: standard ResNet-18 on the whole training set with the common 200-epoch cosine recipe
-    "full": dict(width=64, train_size=None, test_size=None, epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4,
-                 schedule="cosine", augment=("crop", "flip"), seeds=(0, 1, 2), data_seed=0),
+    "full": dict(
+        width=64,
+        train_size=None,
+        test_size=None,
+        epochs=200,
+        batch_size=128,
+        lr=0.1,
+        weight_decay=5e-4,
+        schedule="cosine",
+        augment=("crop", "flip"),
+        seeds=(0, 1, 2),
+        data_seed=0,
+    ),
 }
 
 
@@ -188,12 +221,30 @@ def arm_config(arm: str, stem: str, seed: int, rec: dict, data_source: str) -> d
         raise ValueError(f"stem={stem!r}; allowed values: {', '.join(STEMS)}")
     arm_transform(arm)  # validates the arm name
     keys = ("width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "schedule", "augment", "data_seed")
-    return {"study": "sbde", "arch": "resnet18", "stem": stem, "arm": arm, "transform": repr(arm_transform(arm)),
-            "seed": int(seed), "data_source": data_source, **{k: rec[k] for k in keys}}
+    return {
+        "study": "sbde",
+        "arch": "resnet18",
+        "stem": stem,
+        "arm": arm,
+        "transform": repr(arm_transform(arm)),
+        "seed": int(seed),
+        "data_source": data_source,
+        **{k: rec[k] for k in keys},
+    }
 
 
-def train_arm(arm: str, stem: str, seed: int, rec: dict, x_train: torch.Tensor, y_train: torch.Tensor,
-              data_source: str, *, device, progress: bool = True) -> tuple[nn.Module, dict, bool]:
+def train_arm(
+    arm: str,
+    stem: str,
+    seed: int,
+    rec: dict,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    data_source: str,
+    *,
+    device,
+    progress: bool = True,
+) -> tuple[nn.Module, dict, bool]:
     """Train (or load from the shared cache) one arm's ResNet-18. x_train: float (N, 3, 32, 32) on device."""
     cfg = arm_config(arm, stem, seed, rec, data_source)
     tf = arm_transform(arm)
@@ -203,10 +254,21 @@ def train_arm(arm: str, stem: str, seed: int, rec: dict, x_train: torch.Tensor, 
         return models.resnet18(stem=stem, width=rec["width"])
 
     def fit(model):
-        hist = training.train(model, x_train, y_train, epochs=rec["epochs"], batch_size=rec["batch_size"],
-                              lr=rec["lr"], seed=seed, weight_decay=rec["weight_decay"], schedule=rec["schedule"],
-                              augment_ops=tuple(rec["augment"]), input_transform=tf, progress=progress,
-                              desc=f"{stem}/{arm}/s{seed}")
+        hist = training.train(
+            model,
+            x_train,
+            y_train,
+            epochs=rec["epochs"],
+            batch_size=rec["batch_size"],
+            lr=rec["lr"],
+            seed=seed,
+            weight_decay=rec["weight_decay"],
+            schedule=rec["schedule"],
+            augment_ops=tuple(rec["augment"]),
+            input_transform=tf,
+            progress=progress,
+            desc=f"{stem}/{arm}/s{seed}",
+        )
         hist.pop("checkpoints", None)
         return hist
 
@@ -230,8 +292,12 @@ def grad_split(model: nn.Module, x_tilde: torch.Tensor, y: torch.Tensor, mask: t
     m = mask.to(g.device).expand_as(g)
     g_aux, g_orig = g * m, g * ~m
     n_aux, n_orig = int(m[0].sum()), int((~m[0]).sum())  # coordinates per image
-    out = {"l1_aux": g_aux.abs().flatten(1).sum(1), "l1_orig": g_orig.abs().flatten(1).sum(1),
-           "l2_aux": g_aux.flatten(1).norm(dim=1), "l2_orig": g_orig.flatten(1).norm(dim=1)}
+    out = {
+        "l1_aux": g_aux.abs().flatten(1).sum(1),
+        "l1_orig": g_orig.abs().flatten(1).sum(1),
+        "l2_aux": g_aux.flatten(1).norm(dim=1),
+        "l2_orig": g_orig.flatten(1).norm(dim=1),
+    }
     out["per_coord_aux"] = out["l1_aux"] / n_aux
     out["per_coord_orig"] = out["l1_orig"] / n_orig
     out["ratio_per_coord"] = out["per_coord_aux"] / out["per_coord_orig"].clamp_min(1e-30)
@@ -240,8 +306,9 @@ def grad_split(model: nn.Module, x_tilde: torch.Tensor, y: torch.Tensor, mask: t
 
 
 @torch.no_grad()
-def loss_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor,
-                 ts: Sequence[float]) -> torch.Tensor:
+def loss_profile(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor, ts: Sequence[float]
+) -> torch.Tensor:
     """Mean CE loss along x + t * direction (clamped to [0, 1]) for each t -> (len(ts),).
 
     direction (N, ...) like x, e.g. unit-L2 per image and supported on one subspace.
@@ -254,8 +321,9 @@ def loss_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: 
     return torch.stack(out).cpu()
 
 
-def subspace_direction(shape, mask: torch.Tensor, which: str, *, grad: torch.Tensor | None = None,
-                       gen: torch.Generator | None = None) -> torch.Tensor:
+def subspace_direction(
+    shape, mask: torch.Tensor, which: str, *, grad: torch.Tensor | None = None, gen: torch.Generator | None = None
+) -> torch.Tensor:
     """Unit-L2 (per image) direction supported on the 'aux' or 'orig' subspace: the gradient restricted
     to it (``grad`` given) or a random Gaussian one (``gen`` given). Shape ``shape`` = (N, C, KH, KW)."""
     if which not in ("aux", "orig"):
@@ -268,8 +336,9 @@ def subspace_direction(shape, mask: torch.Tensor, which: str, *, grad: torch.Ten
     return d / d.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
 
 
-def pgd_path_attribution(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, *,
-                         eps: float, step: float, steps: int) -> dict:
+def pgd_path_attribution(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, *, eps: float, step: float, steps: int
+) -> dict:
     """L-inf PGD from delta = 0 (no random start, so the path is deterministic) that attributes the
     loss increase to subspaces to first order: sum_t g_t . (delta_{t+1} - delta_t) split by ``mask``.
 
@@ -286,18 +355,25 @@ def pgd_path_attribution(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mas
     for _ in range(steps):
         loss, g = _input_grad(model, x + delta, y)
         loss0 = loss if loss0 is None else loss0
-        new = ((x + (delta + step * g.sign()).clamp(-eps, eps)).clamp(0, 1) - x)
+        new = (x + (delta + step * g.sign()).clamp(-eps, eps)).clamp(0, 1) - x
         dd = new - delta
         contrib_aux += (g * dd * m).flatten(1).sum(1)
         contrib_orig += (g * dd * ~m).flatten(1).sum(1)
         delta = new
     loss_end, _ = _input_grad(model, x + delta, y)
     tot = contrib_aux + contrib_orig
-    return {"aux": contrib_aux.cpu(), "orig": contrib_orig.cpu(), "total": tot.cpu(),
-            "actual": (loss_end - loss0).cpu(), "share_aux": (contrib_aux / tot.clamp_min(1e-12)).cpu()}
+    return {
+        "aux": contrib_aux.cpu(),
+        "orig": contrib_orig.cpu(),
+        "total": tot.cpu(),
+        "actual": (loss_end - loss0).cpu(),
+        "share_aux": (contrib_aux / tot.clamp_min(1e-12)).cpu(),
+    }
 
 
-def min_adv_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float], attack_fn) -> torch.Tensor:
+def min_adv_eps(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float], attack_fn
+) -> torch.Tensor:
     """Smallest eps in an increasing grid at which ``attack_fn(eps)`` (an attack object) flips the
     prediction, per image (N,); inf where none does (censored). Images misclassified clean get 0."""
     eps_grid = [float(e) for e in eps_grid]
@@ -327,8 +403,9 @@ def seed_generator(seed: int) -> torch.Generator:
 THREATS = ("a", "b", "c", "d")
 
 
-def threat_model_correct(model: nn.Module, tf: InputTransform, make_attack, x: torch.Tensor, y: torch.Tensor,
-                         *, batch_size: int = 250) -> dict:
+def threat_model_correct(
+    model: nn.Module, tf: InputTransform, make_attack, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 250
+) -> dict:
     """Per-image correctness (bool, CPU) of one arm's model under the four threat models of notebook 03.
 
     x: original images (N, C, H, W) in [0, 1]; the attacker works on tf(x). ``make_attack(mask=...,
@@ -340,9 +417,9 @@ def threat_model_correct(model: nn.Module, tf: InputTransform, make_attack, x: t
     device = next(model.parameters()).device
     out = {k: [] for k in (THREATS if tf.has_aux else ("a",))}
     for i in range(0, len(x), batch_size):
-        xb, yb = tf(x[i:i + batch_size].to(device)), y[i:i + batch_size].to(device)  # (B, C, KH, KW)
+        xb, yb = tf(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device)  # (B, C, KH, KW)
 
-        def correct(z):
+        def correct(z, yb=yb):  # bound now: called within this batch only
             with torch.no_grad(), eval_mode(model):
                 return (model(z).argmax(1) == yb).cpu()
 

@@ -28,8 +28,8 @@ with q = 1 / quadrature weight, so Monte Carlo and quadrature are computed by th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ QUANTITIES = ("x_mean", "dx", "dp", "product", "half_c", "boundary")
 @dataclass
 class Box:
     """Axis-aligned box lo <= x <= hi, flattened: lo, hi (D,) float64."""
+
     lo: torch.Tensor
     hi: torch.Tensor
 
@@ -53,7 +54,9 @@ class Box:
         self.lo = torch.as_tensor(self.lo, dtype=torch.float64).flatten()
         self.hi = torch.as_tensor(self.hi, dtype=torch.float64).flatten()
         if self.lo.shape != self.hi.shape or self.lo.numel() == 0:
-            raise ValueError(f"Box: lo and hi need the same non-empty shape, got {tuple(self.lo.shape)} and {tuple(self.hi.shape)}")
+            raise ValueError(
+                f"Box: lo and hi need the same non-empty shape, got {tuple(self.lo.shape)} and {tuple(self.hi.shape)}"
+            )
         if not bool((self.hi > self.lo).all()):
             raise ValueError("Box: every component needs hi > lo")
 
@@ -66,7 +69,11 @@ class Box:
         return float(torch.log(self.hi - self.lo).sum())
 
     def __repr__(self):
-        return f"Box(dim={self.dim}, lo in [{float(self.lo.min()):.3g}, {float(self.lo.max()):.3g}], hi in [{float(self.hi.min()):.3g}, {float(self.hi.max()):.3g}])"
+        lo, hi = self.lo, self.hi
+        return (
+            f"Box(dim={self.dim}, lo in [{float(lo.min()):.3g}, {float(lo.max()):.3g}], "
+            f"hi in [{float(hi.min()):.3g}, {float(hi.max()):.3g}])"
+        )
 
 
 def pixel_box(dim: int) -> Box:
@@ -103,7 +110,10 @@ class DataMixtureSampler:
         self.sigma, self.defensive = float(sigma), float(defensive)
 
     def __repr__(self):
-        return f"DataMixtureSampler(centres={self.centres.shape[0]}, sigma={self.sigma:.4g}, defensive={self.defensive:.3g})"
+        return (
+            f"DataMixtureSampler(centres={self.centres.shape[0]}, sigma={self.sigma:.4g}, "
+            f"defensive={self.defensive:.3g})"
+        )
 
     def _bounds(self, box: Box):  # standardized box edges per centre: (M, D) each
         a = (box.lo - self.centres) / self.sigma
@@ -117,11 +127,14 @@ class DataMixtureSampler:
         comp = []
         for j in range(self.centres.shape[0]):
             z = (x - self.centres[j]) / self.sigma  # (N, D)
-            comp.append((-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi) - math.log(self.sigma) - log_mass[j]).sum(1))
+            comp.append((-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - math.log(self.sigma) - log_mass[j]).sum(1))
         log_mix = torch.logsumexp(torch.stack(comp, 1), 1) - math.log(len(comp))  # (N,)
         log_uni = torch.full_like(log_mix, -box.log_volume)
-        return torch.logaddexp(math.log(self.defensive) + log_uni, math.log1p(-self.defensive) + log_mix) \
-            if self.defensive < 1 else log_uni
+        return (
+            torch.logaddexp(math.log(self.defensive) + log_uni, math.log1p(-self.defensive) + log_mix)
+            if self.defensive < 1
+            else log_uni
+        )
 
     def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if self.centres.shape[1] != box.dim:
@@ -207,13 +220,13 @@ class _Sums:
             return  # every weight is zero in this batch: nothing to add
         if m > self.ref:  # rescale what is stored to the new reference
             scale = math.exp(self.ref - m) if math.isfinite(self.ref) else 0.0
-            self.s0.mul_(scale), self.s.mul_(scale), self.s00.mul_(scale ** 2)
+            self.s0.mul_(scale), self.s.mul_(scale), self.s00.mul_(scale**2)
             self.ref = m
         w = torch.exp(log_w - self.ref)  # (N,) in [0, 1]
         if not bool(torch.isfinite(score[w > 0]).all()):
             raise FloatingPointError("non-finite gradient/score where the state has weight")
         feats = torch.stack([x, x * x, score * score, x * score, score], 1)  # (N, 5, D)
-        onehot = F.one_hot(group, len(self.s0)).to(torch.float64).T * w     # (G, N), weights folded in
+        onehot = F.one_hot(group, len(self.s0)).to(torch.float64).T * w  # (G, N), weights folded in
         self.s += (onehot @ feats.flatten(1)).view_as(self.s)
         self.s0 += onehot.sum(1)
         self.s00 += (onehot * w).sum(1)
@@ -231,7 +244,7 @@ def _quantities(s0, s1, s2, sp, sxs, ss) -> dict[str, torch.Tensor]:
     """The six per-component quantities from (possibly leave-one-out) sums; s0 (...,), others (..., D)."""
     s0 = s0[..., None]
     x_mean = s1 / s0
-    var = (s2 / s0 - x_mean ** 2).clamp_min(0.0)
+    var = (s2 / s0 - x_mean**2).clamp_min(0.0)
     dp2 = sp / s0
     c = -2.0 * (sxs / s0 - x_mean * ss / s0)  # -2 E[(x - x_bar) s]
     dx, dp = var.sqrt(), dp2.sqrt()
@@ -241,11 +254,12 @@ def _quantities(s0, s1, s2, sp, sxs, ss) -> dict[str, torch.Tensor]:
 @dataclass
 class Estimate:
     """Per-component estimates (D,) with jackknife standard errors, for one state."""
+
     state: str
     values: dict[str, torch.Tensor]
     se: dict[str, torch.Tensor]
     n: int
-    ess: float          # effective sample size (sum w)^2 / sum w^2 of the self-normalized weights
+    ess: float  # effective sample size (sum w)^2 / sum w^2 of the self-normalized weights
     extra: dict = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -259,8 +273,11 @@ class Estimate:
 
     def __repr__(self):
         v = self.values
-        return (f"Estimate(state={self.state!r}, D={v['dx'].numel()}, n={self.n}, ess={self.ess:.1f}, "
-                f"mean dx={float(v['dx'].mean()):.4g}, mean dp={float(v['dp'].mean()):.4g}, mean P={float(v['product'].mean()):.4g})")
+        return (
+            f"Estimate(state={self.state!r}, D={v['dx'].numel()}, n={self.n}, ess={self.ess:.1f}, "
+            f"mean dx={float(v['dx'].mean()):.4g}, mean dp={float(v['dp'].mean()):.4g}, "
+            f"mean P={float(v['product'].mean()):.4g})"
+        )
 
 
 def _finalize(state: str, sums: _Sums, n: int) -> Estimate:
@@ -286,8 +303,16 @@ class UncertaintyEstimator:
     Call with (loss_fn, box, gen): loss_fn maps flat x (N, D) to per-sample losses (N,).
     """
 
-    def __init__(self, *, n_samples: int, batch_size: int = 512, groups: int = 16, sampler=None,
-                 states: tuple[str, ...] = STATES, progress: bool = False):
+    def __init__(
+        self,
+        *,
+        n_samples: int,
+        batch_size: int = 512,
+        groups: int = 16,
+        sampler=None,
+        states: tuple[str, ...] = STATES,
+        progress: bool = False,
+    ):
         for name, v in (("n_samples", n_samples), ("batch_size", batch_size), ("groups", groups)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r}; expected an int >= 1")
@@ -302,10 +327,14 @@ class UncertaintyEstimator:
         self.states, self.progress = states, progress
 
     def __repr__(self):
-        return (f"UncertaintyEstimator(n_samples={self.n_samples}, batch_size={self.batch_size}, groups={self.groups}, "
-                f"sampler={self.sampler!r}, states={self.states})")
+        return (
+            f"UncertaintyEstimator(n_samples={self.n_samples}, batch_size={self.batch_size}, groups={self.groups}, "
+            f"sampler={self.sampler!r}, states={self.states})"
+        )
 
-    def __call__(self, loss_fn: Callable, box: Box, gen: torch.Generator, *, desc: str = "uncertainty") -> dict[str, Estimate]:
+    def __call__(
+        self, loss_fn: Callable, box: Box, gen: torch.Generator, *, desc: str = "uncertainty"
+    ) -> dict[str, Estimate]:
         sums = {s: _Sums(self.groups, box.dim) for s in self.states}
         starts = range(0, self.n_samples, self.batch_size)
         for start in tqdm(starts, desc=desc, disable=not self.progress or progress_disabled(), leave=False):
@@ -319,8 +348,9 @@ class UncertaintyEstimator:
         return {s: _finalize(s, sums[s], self.n_samples) for s in self.states}
 
 
-def quadrature(loss_fn: Callable, box: Box, *, nodes: int = 64, states: tuple[str, ...] = STATES,
-               chunk: int = 65536) -> dict[str, Estimate]:
+def quadrature(
+    loss_fn: Callable, box: Box, *, nodes: int = 64, states: tuple[str, ...] = STATES, chunk: int = 65536
+) -> dict[str, Estimate]:
     """Tensor-product Gauss-Legendre quadrature of the same quantities (D <= 3); standard errors are 0."""
     if box.dim > 3:
         raise ValueError(f"quadrature: box.dim={box.dim}; tensor-product quadrature is limited to dim <= 3")
@@ -332,14 +362,14 @@ def quadrature(loss_fn: Callable, box: Box, *, nodes: int = 64, states: tuple[st
         lo, hi = float(box.lo[i]), float(box.hi[i])
         axes.append(torch.tensor(lo + (hi - lo) * (t + 1) / 2, dtype=torch.float64))
         wts.append(torch.tensor(w * (hi - lo) / 2, dtype=torch.float64))
-    x = torch.cartesian_prod(*axes).reshape(-1, box.dim)                       # (nodes^D, D)
+    x = torch.cartesian_prod(*axes).reshape(-1, box.dim)  # (nodes^D, D)
     log_wq = torch.log(torch.cartesian_prod(*wts).reshape(-1, box.dim)).sum(1)  # log quadrature weight
     sums = {s: _Sums(1, box.dim) for s in states}
     for i in range(0, len(x), chunk):
-        xb = x[i:i + chunk]
+        xb = x[i : i + chunk]
         loss, grad = loss_and_grad(loss_fn, xb)
         for s in states:
-            log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i:i + chunk])  # q = 1 / weight
+            log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i : i + chunk])  # q = 1 / weight
             sums[s].add(xb, log_w, score, torch.zeros(len(xb), dtype=torch.int64))
     return {s: _finalize(s, sums[s], len(x)) for s in states}
 
@@ -350,9 +380,9 @@ def gaussian_loss(mu: torch.Tensor, sigma: float, state: str) -> Callable:
     dx = sigma, dp = 1/(2 sigma), P = 1/2 and C = 1 when the box holds the Gaussian's mass)."""
     mu = torch.as_tensor(mu, dtype=torch.float64).flatten()
     if state == "exp":  # rho ~ exp(-l)
-        return lambda x: ((x - mu) ** 2).sum(1) / (2 * sigma ** 2)
+        return lambda x: ((x - mu) ** 2).sum(1) / (2 * sigma**2)
     if state == "loss":  # psi ~ l
-        return lambda x: torch.exp(-((x - mu) ** 2).sum(1) / (4 * sigma ** 2))
+        return lambda x: torch.exp(-((x - mu) ** 2).sum(1) / (4 * sigma**2))
     raise ValueError(f"state={state!r}; allowed values: {', '.join(STATES)}")
 
 
@@ -380,22 +410,37 @@ def boundary_term_1d(loss_fn: Callable, lo: float, hi: float, state: str, *, nod
 
 
 # ---------------------------------------------------------------- trained networks (notebook 01)
-def class_maps(model: torch.nn.Module, input_shape: tuple[int, ...], classes, estimator: UncertaintyEstimator,
-               box: Box, *, seed: int, sampler_for_class: Callable | None = None) -> dict[str, dict]:
+def class_maps(
+    model: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    classes,
+    estimator: UncertaintyEstimator,
+    box: Box,
+    *,
+    seed: int,
+    sampler_for_class: Callable | None = None,
+) -> dict[str, dict]:
     """Estimates for every class label: {state: {"values": {q: (K, D)}, "se": {q: (K, D)}, "ess": (K,)}}.
 
     The generator of class k is seeded with (seed, k) alone, so every checkpoint of a run sees the same
     sample points (common random numbers: differences between checkpoints are not sampling noise).
     ``sampler_for_class(k)`` (optional) overrides the estimator's sampler per class (importance sampling).
     """
-    out = {s: {"values": {q: [] for q in QUANTITIES}, "se": {q: [] for q in QUANTITIES}, "ess": []}
-           for s in estimator.states}
+    out = {
+        s: {"values": {q: [] for q in QUANTITIES}, "se": {q: [] for q in QUANTITIES}, "ess": []}
+        for s in estimator.states
+    }
     for k in classes:
         gen = torch.Generator().manual_seed(1_000_003 * seed + int(k))
         est = estimator
         if sampler_for_class is not None:
-            est = UncertaintyEstimator(n_samples=estimator.n_samples, batch_size=estimator.batch_size,
-                                       groups=estimator.groups, sampler=sampler_for_class(k), states=estimator.states)
+            est = UncertaintyEstimator(
+                n_samples=estimator.n_samples,
+                batch_size=estimator.batch_size,
+                groups=estimator.groups,
+                sampler=sampler_for_class(k),
+                states=estimator.states,
+            )
         res = est(model_loss(model, int(k), input_shape), box, gen, desc=f"class {k}")
         for s, e in res.items():
             for q in QUANTITIES:
@@ -427,7 +472,9 @@ def bound_fractions(state_maps: dict, *, z: float = 1.96, atol: float = 1e-9) ->
     }
 
 
-def robustness(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict, *, batch_size: int = 250) -> dict:
+def robustness(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict, *, batch_size: int = 250
+) -> dict:
     """Per-sample correctness (bool, CPU) on clean inputs and under each attack {name: attack}."""
     from . import attacks as _attacks
     from . import training
@@ -438,8 +485,17 @@ def robustness(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks
     return out
 
 
-def train_with_checkpoints(name: str, config: dict, build: Callable[[], torch.nn.Module], x: torch.Tensor,
-                           y: torch.Tensor, *, checkpoint_epochs: tuple[int, ...], device, **train_kwargs):
+def train_with_checkpoints(
+    name: str,
+    config: dict,
+    build: Callable[[], torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    checkpoint_epochs: tuple[int, ...],
+    device,
+    **train_kwargs,
+):
     """Train (or load from the model cache) and return (model, {epoch: state_dict}, history).
 
     Epoch 0 (the initialization) is stored next to ``checkpoint_epochs``. ``config`` must hold everything

@@ -136,6 +136,7 @@ def test_train_test_subsets_with_two_splits_and_describe():
         data.train_test_subsets(train, None, None, 5, seed=0)
 
 
+@pytest.mark.needs_data
 def test_real_offline_cifar10_subsets():
     """On the offline copy CI uses (NUP_DATA_DIR): balanced, deterministic, source recorded."""
     import os

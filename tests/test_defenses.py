@@ -162,8 +162,19 @@ def test_pgd_train_stays_in_ball_and_trains():
     assert (xa - x).abs().max() <= 0.05 + 1e-6 and not torch.equal(xa, x)
     with pytest.raises(ValueError, match="steps"):
         defenses.PGDTrain(eps=0.05, step=0.02, steps=0)
-    hist = training.train(m, x, y, epochs=1, batch_size=4, lr=0.01, seed=0, augment_ops=(), batch_transform=at,
-                          loss_fn=defenses.LogitReg(lam=0.01), progress=False)
+    hist = training.train(
+        m,
+        x,
+        y,
+        epochs=1,
+        batch_size=4,
+        lr=0.01,
+        seed=0,
+        augment_ops=(),
+        batch_transform=at,
+        loss_fn=defenses.LogitReg(lam=0.01),
+        progress=False,
+    )
     assert math.isfinite(hist["train_loss"][0])
 
 
@@ -172,8 +183,9 @@ def test_attack_suite_names_and_checks():
     d = defenses.ConjMask(r=0.25).transform(m)
     s = defenses.attack_suite(eps=0.03, steps=(3, 5), restarts=1)
     assert list(s) == ["fgsm", "pgd3", "pgd5"] and s["pgd5"].steps == 5
-    s = defenses.attack_suite(eps=0.03, steps=(3,), restarts=2, defence=d, defence_kind="topr",
-                              bpda=attacks.straight_through(d))
+    s = defenses.attack_suite(
+        eps=0.03, steps=(3,), restarts=2, defence=d, defence_kind="topr", bpda=attacks.straight_through(d)
+    )
     assert set(s) == {"fgsm", "pgd3", "pgd3-bpda", "pgd3-unaware"} and s["pgd3"].restarts == 2
     assert s["pgd3-unaware"].transform is None
     s = defenses.attack_suite(eps=0.03, steps=(3,), restarts=1, defence=d, defence_kind="random", eot=4)
@@ -198,8 +210,9 @@ def test_run_suite_monotone_in_eps_and_only_mask():
     assert accs[0] == 1.0 and accs[1] < 0.2  # large eps breaks a linear model
     only = torch.zeros(40, dtype=torch.bool)
     only[:5] = True
-    suite = defenses.attack_suite(eps=1e-6, steps=(2,), restarts=1, defence=d, defence_kind="topr",
-                                  bpda=attacks.straight_through(d))
+    suite = defenses.attack_suite(
+        eps=1e-6, steps=(2,), restarts=1, defence=d, defence_kind="topr", bpda=attacks.straight_through(d)
+    )
     res = defenses.run_suite(m, x, y, suite, eval_transform=d, only=only)
     assert not res["pgd2"][5:].any()
 
@@ -220,6 +233,7 @@ def test_probe_values():
     g, _ = defenses.input_gradient(m, x, y)
     xf, gf = x.flatten(1).double(), g.flatten(1).double()
     import numpy as np
+
     corr = [np.corrcoef(xf[i].numpy(), gf[i].numpy())[0, 1] for i in range(4)]
     assert torch.allclose(pr["corr"], torch.tensor(corr, dtype=torch.float32), atol=1e-5)
     assert torch.allclose(pr["grad_rms"], gf.pow(2).mean(1).sqrt().float(), atol=1e-6)

@@ -22,7 +22,7 @@ def test_world_rules_exceptions_and_exposure():
     tot = w.exposure.sum(-1)
     assert (tot == 0).mean() > 0.05 and tot.max() > 5 * np.median(tot)  # unseen facts and a heavy tail
     share = w.exposure.sum((0, 1)) / w.exposure.sum()
-    assert share[0] > share[1] > share[3]                                 # templates used unequally
+    assert share[0] > share[1] > share[3]  # templates used unequally
     np.testing.assert_array_equal(w.values, fw.make_world(n_entities=400, seed=3).values)
     assert fw.exposure_bin(0) == "0" and fw.exposure_bin(3) == "2-3" and fw.exposure_bin(9) == "4+"
 
@@ -61,15 +61,23 @@ def test_training_lowers_loss_and_is_deterministic(arch):
     runs = []
     for _ in range(2):
         m = fw.build_model(len(tok), arch=arch, d_model=16, n_layers=1, n_heads=2, seed=0)
-        runs.append(fw.train_lm(m, tok, corpus, steps=25, batch_size=16, lr=1e-2, warmup=5,
-                                gen=torch.Generator().manual_seed(0))["loss"])
+        runs.append(
+            fw.train_lm(
+                m, tok, corpus, steps=25, batch_size=16, lr=1e-2, warmup=5, gen=torch.Generator().manual_seed(0)
+            )["loss"]
+        )
     assert runs[0] == runs[1]
     assert np.mean(runs[0][-5:]) < np.mean(runs[0][:5]) - 0.5
 
 
 def test_run_seed_shapes_and_cache(tmp_path):
-    kw = dict(world_kw=dict(n_entities=8, n_relations=2), model_kw=dict(arch="llama", d_model=16, n_layers=1, n_heads=2),
-              train_kw=dict(steps=5, batch_size=8), k_samples=2, batch_size=16)
+    kw = dict(
+        world_kw=dict(n_entities=8, n_relations=2),
+        model_kw=dict(arch="llama", d_model=16, n_layers=1, n_heads=2),
+        train_kw=dict(steps=5, batch_size=8),
+        k_samples=2,
+        batch_size=16,
+    )
     a = fw.run_seed(0, **kw)
     Q = 16
     assert a["correct"].shape == (Q, 4) and a["is_val"].shape == (Q,) and 0 < a["is_val"].sum() < Q

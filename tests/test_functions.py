@@ -33,7 +33,8 @@ def test_known_values():
     centre = torch.tensor([[functions.COMB_CENTRES[2]]], dtype=torch.float64)
     assert functions.get("F10")(centre).item() == pytest.approx(1.0, abs=1e-6)
     assert functions.get("F9")(torch.zeros(1, 1, dtype=torch.float64)).item() == pytest.approx(
-        sum(0.5 ** n for n in range(functions.WEIERSTRASS_TERMS)))
+        sum(0.5**n for n in range(functions.WEIERSTRASS_TERMS))
+    )
     # F7's duty cycle falls along x: the +1 fraction of the first period exceeds that of the last
     x = torch.linspace(0, 2 * math.pi, 4001, dtype=torch.float64)[:, None]
     y = functions.get("F7")(x).flatten()
@@ -51,7 +52,8 @@ def test_sample_is_deterministic_and_paired_across_dtypes():
     x_tr, y_tr, x_te, y_te = a
     assert x_tr.shape == (50, 1) and x_te.shape == (10, 1) and y_te.shape == (10, 1)
     assert x_tr.min() >= 0 and x_tr.max() <= 2 * math.pi
-    assert x_te[0].item() == 0 and x_te[-1].item() == pytest.approx(2 * math.pi)
+    step = 2 * math.pi / 10
+    assert x_te[0].item() == pytest.approx(step / 2) and x_te[-1].item() == pytest.approx(2 * math.pi - step / 2)
     d = functions.sample("F1", 50, 10, runtime.make_generator(4))
     assert not torch.equal(a[0], d[0])
 
@@ -63,3 +65,17 @@ def test_bad_input_errors_name_the_parameter():
         functions.sample("F1", 0, 10, runtime.make_generator(0))
     with pytest.raises(ValueError, match="n_test"):
         functions.sample("F1", 10, 1, runtime.make_generator(0))
+
+
+@pytest.mark.parametrize("key", ["F2", "F3", "F7"])
+@pytest.mark.parametrize("n_test", [100, 10])
+def test_no_test_point_on_a_jump(key, n_test):
+    """A test x on a discontinuity fixes an MSE floor for every arm: no test point may sit within
+    1e-6 of a jump (the target moves by far less than a jump's size across [x - 1e-6, x + 1e-6])."""
+    x_te = functions.sample(key, 10, n_test, runtime.make_generator(0), dtype=torch.float64)[2]
+    target = functions.get(key)
+    assert (target(x_te + 1e-6) - target(x_te - 1e-6)).abs().max() < 0.1
+    # and the check can fail: the old grid with both ends hits F2's jumps at multiples of pi/3
+    old = torch.linspace(0, 2 * math.pi, 100, dtype=torch.float64)[:, None]
+    if key == "F2":
+        assert (target(old + 1e-6) - target(old - 1e-6)).abs().max() > 1

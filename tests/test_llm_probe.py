@@ -9,8 +9,11 @@ import torch
 from nup_utils import factworld as fw
 from nup_utils import llm_probe as lp
 
-PROMPTS = ["q : what is the colour of fam0 n1 ? a :", "q : fam1 n2 has which home ? a :",
-           "q : tell me the food of fam0 n0 . a :"]
+PROMPTS = [
+    "q : what is the colour of fam0 n1 ? a :",
+    "q : fam1 n2 has which home ? a :",
+    "q : tell me the food of fam0 n0 . a :",
+]
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
@@ -23,25 +26,30 @@ def tiny(request):
 
 def _single_prompt_reference(model, tok, prompt, loss):
     """Unbatched, written out by hand: per-token cos/ip of E and dL/dE for one prompt."""
-    ids = fw.encode_fn(tok, [prompt])["input_ids"]                       # (1, T)
+    ids = fw.encode_fn(tok, [prompt])["input_ids"]  # (1, T)
     E = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-    logits = model(inputs_embeds=E).logits[0]                            # (T, V)
+    logits = model(inputs_embeds=E).logits[0]  # (T, V)
     logp = torch.log_softmax(logits, -1)
     if loss == "prompt_nll":
         L = -logp[:-1].gather(-1, ids[0, 1:, None]).mean()
     else:
         L = -logp[-1].max()
-    G, = torch.autograd.grad(L, E)
+    (G,) = torch.autograd.grad(L, E)
     cos = torch.nn.functional.cosine_similarity(E[0], G[0], dim=-1)
     ip = (E[0] * G[0]).sum(-1)
-    return cos.detach(), ip.detach(), logp[-1].exp().max().item(), torch.exp(-logp[:-1].gather(-1, ids[0, 1:, None]).mean()).item()
+    return (
+        cos.detach(),
+        ip.detach(),
+        logp[-1].exp().max().item(),
+        torch.exp(-logp[:-1].gather(-1, ids[0, 1:, None]).mean()).item(),
+    )
 
 
 @pytest.mark.parametrize("loss", lp.LOSSES)
 def test_probe_matches_hand_computation_and_is_padding_invariant(tiny, loss):
     model, tok, enc = tiny
     probe = lp.PrefillProbe(model, enc, loss=loss, last_k=2, batch_size=3)
-    batched = probe.score(PROMPTS)                                       # different lengths -> padding
+    batched = probe.score(PROMPTS)  # different lengths -> padding
     for i, p in enumerate(PROMPTS):
         cos, ip, maxp, ppl = _single_prompt_reference(model, tok, p, loss)
         assert batched[f"{loss}/cos/mean"][i] == pytest.approx(cos.mean().item(), abs=1e-5)
@@ -112,8 +120,8 @@ def test_metrics_known_values():
     assert lp.auprc(y, perfect, n_boot=50)["value"] == pytest.approx(1.0)
     rng = np.random.default_rng(0)
     yy = rng.integers(0, 2, 4000)
-    assert abs(lp.prr_value(yy, rng.random(4000))) < 0.1                 # random scores -> about 0
-    assert lp.prr_value(y, np.zeros(5)) == pytest.approx(0.0)             # constant scores: exactly random
+    assert abs(lp.prr_value(yy, rng.random(4000))) < 0.1  # random scores -> about 0
+    assert lp.prr_value(y, np.zeros(5)) == pytest.approx(0.0)  # constant scores: exactly random
     assert lp.prr_value(y[::-1].copy(), np.zeros(5)) == pytest.approx(0.0)  # whatever the index order
     m = lp.prr(np.array([1, 1, 0, 0, 0, 0]), np.zeros(6), n_boot=30)
     assert m["ci95"] == [0.0, 0.0]
@@ -127,7 +135,7 @@ def test_metrics_known_values():
 
 def test_deciles_goldilocks_and_selection():
     c = np.arange(100.0)
-    err = ((c < 20) | (c >= 80)).astype(int)                             # U-shaped by construction
+    err = ((c < 20) | (c >= 80)).astype(int)  # U-shaped by construction
     q = lp.error_by_quantile(c, err)
     assert [b["error"] for b in q["bins"]] == [1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
     g = lp.goldilocks_contrast(c, err, n_boot=100)
@@ -141,7 +149,7 @@ def test_answer_matching():
     assert lp.answer_matches("The capital is Washington, D.C.", ["Washington"])
     assert lp.answer_matches(" canberra\n", ["Canberra"])
     assert not lp.answer_matches("Sydney", ["Canberra"])
-    assert not lp.answer_matches("Parisian", ["Paris"])                  # whole words only
+    assert not lp.answer_matches("Parisian", ["Paris"])  # whole words only
     assert lp.answer_matches("colour_3", ["colour_3"]) and not lp.answer_matches("colour_31", ["colour_3"])
 
 
@@ -164,10 +172,11 @@ def test_real_model_path_offline_with_tiny_random_llama():
     texts = [lp.qa_prompt(q["question"]) for q in qs] + [a for q in qs for a in q["answers"]]
     tok = lp.word_tokenizer_for(texts)
     model = fw.build_model(len(tok), arch="llama", d_model=16, n_layers=1, n_heads=2, max_len=64, seed=0).eval()
-    out = lp.evaluate_qa(model, tok, qs, max_new_tokens=3, batch_size=5, k_samples=2,
-                         gen=torch.Generator().manual_seed(0), n_boot=20)
+    out = lp.evaluate_qa(
+        model, tok, qs, max_new_tokens=3, batch_size=5, k_samples=2, gen=torch.Generator().manual_seed(0), n_boot=20
+    )
     assert len(out["answers"]) == 12 and out["correct"].shape == (12,)
     assert set(out["risks"]) >= {"greedy_nll/cos/mean", "max_prob", "entropy", "prompt_ppl", "sampling_agreement"}
     assert out["cost"]["probe_sec_per_prompt"] > 0 and "PrefillProbe" in out["probe"]
-    for name, m in out["metrics"].items():
+    for m in out["metrics"].values():
         assert m is None or 0 <= m["auroc"]["value"] <= 1

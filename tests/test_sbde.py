@@ -101,10 +101,12 @@ def test_arm_config_keys_differ_by_arm_stem_seed():
     rec = sbde.recipe("smoke")
     base = sbde.arm_config("sbde", "cifar", 0, rec, "cifar10-jpeg")
     assert base == sbde.arm_config("sbde", "cifar", 0, dict(rec), "cifar10-jpeg")
-    others = [sbde.arm_config("nearest", "cifar", 0, rec, "cifar10-jpeg"),
-              sbde.arm_config("sbde", "imagenet", 0, rec, "cifar10-jpeg"),
-              sbde.arm_config("sbde", "cifar", 1, rec, "cifar10-jpeg"),
-              sbde.arm_config("sbde", "cifar", 0, {**rec, "epochs": 2}, "cifar10-jpeg")]
+    others = [
+        sbde.arm_config("nearest", "cifar", 0, rec, "cifar10-jpeg"),
+        sbde.arm_config("sbde", "imagenet", 0, rec, "cifar10-jpeg"),
+        sbde.arm_config("sbde", "cifar", 1, rec, "cifar10-jpeg"),
+        sbde.arm_config("sbde", "cifar", 0, {**rec, "epochs": 2}, "cifar10-jpeg"),
+    ]
     assert all(o != base for o in others)
 
 

@@ -46,7 +46,9 @@ def test_constant_loss_gives_uniform_state_and_zero_momentum():
     res = est(lambda x: torch.ones(len(x), dtype=x.dtype) + 0 * x.sum(1), U.pixel_box(3), gen())
     for e in res.values():
         assert torch.all(e["dp"] == 0) and torch.all(e["product"] == 0) and torch.all(e["half_c"] == 0)
-        assert torch.allclose(e["dx"], torch.full((3,), 1 / math.sqrt(12), dtype=torch.float64), atol=5 * float(e.se["dx"].max()) + 1e-3)
+        assert torch.allclose(
+            e["dx"], torch.full((3,), 1 / math.sqrt(12), dtype=torch.float64), atol=5 * float(e.se["dx"].max()) + 1e-3
+        )
         assert e.ess == pytest.approx(4000)  # equal weights
 
 
@@ -69,7 +71,8 @@ def test_gaussian_with_importance_sampling_in_8d():
     sampler = U.DataMixtureSampler(mu[None], sigma=0.1, defensive=0.1)
     for state in U.STATES:
         e = U.UncertaintyEstimator(n_samples=8192, batch_size=4096, sampler=sampler)(
-            U.gaussian_loss(mu, 0.08, state), U.pixel_box(8), gen(2))[state]
+            U.gaussian_loss(mu, 0.08, state), U.pixel_box(8), gen(2)
+        )[state]
         assert abs(float(e["product"].mean()) - 0.5) < 4 * float(e.se["product"].mean()) / math.sqrt(8) + 0.01
         assert e.ess > 500
 
@@ -132,8 +135,15 @@ def test_same_seed_same_numbers_and_importance_option():
     assert torch.equal(a["loss"]["values"]["product"], b["loss"]["values"]["product"])
     assert not torch.equal(a["loss"]["values"]["product"], c["loss"]["values"]["product"])
     centres = torch.rand(3, 784, generator=gen())
-    d = U.class_maps(model, (1, 28, 28), [1], est, U.pixel_box(784), seed=5,
-                     sampler_for_class=lambda k: U.DataMixtureSampler(centres, sigma=0.1))
+    d = U.class_maps(
+        model,
+        (1, 28, 28),
+        [1],
+        est,
+        U.pixel_box(784),
+        seed=5,
+        sampler_for_class=lambda k: U.DataMixtureSampler(centres, sigma=0.1),
+    )
     assert torch.isfinite(d["exp"]["values"]["product"]).all() and float(d["exp"]["ess"][0]) >= 1.0
 
 
@@ -142,7 +152,7 @@ def test_one_backward_per_batch():
 
     def loss(x):
         calls.append(len(x))
-        return (x ** 2).sum(1)
+        return (x**2).sum(1)
 
     U.UncertaintyEstimator(n_samples=1000, batch_size=300, groups=4)(loss, U.pixel_box(2), gen())
     assert calls == [300, 300, 300, 100]
@@ -173,8 +183,14 @@ def test_bad_inputs_name_the_parameter():
 
 
 def test_repr_shows_constants():
-    r = repr(U.UncertaintyEstimator(n_samples=100, batch_size=50, groups=5,
-                                    sampler=U.DataMixtureSampler(torch.zeros(2, 3), sigma=0.2, defensive=0.3)))
+    r = repr(
+        U.UncertaintyEstimator(
+            n_samples=100,
+            batch_size=50,
+            groups=5,
+            sampler=U.DataMixtureSampler(torch.zeros(2, 3), sigma=0.2, defensive=0.3),
+        )
+    )
     for s in ("n_samples=100", "batch_size=50", "groups=5", "sigma=0.2", "defensive=0.3", "centres=2"):
         assert s in r
 
@@ -187,8 +203,9 @@ def test_train_with_checkpoints_keeps_init_and_uses_cache():
         torch.manual_seed(3)
         return models.small_cnn(width=2, hidden=8)
 
-    kw = dict(checkpoint_epochs=(1, 2), device="cpu", epochs=2, batch_size=8, lr=0.05, seed=0, augment_ops=(),
-              progress=False)
+    kw = dict(
+        checkpoint_epochs=(1, 2), device="cpu", epochs=2, batch_size=8, lr=0.05, seed=0, augment_ops=(), progress=False
+    )
     model, ckpts, hist, hit = U.train_with_checkpoints("t01", {"x": "rand40"}, build, x, y, **kw)
     assert sorted(ckpts) == [0, 1, 2] and not hit
     fresh = build().state_dict()
