@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 01 · The uncertainty relation between inputs and loss gradients
 #
+# What the paper claims and what is unknown about it: [docs/papers.md](../docs/papers.md).
+#
 # **Claim (P1).** For a trained classifier the input $x$ and the derivative of the normalized loss with
 # respect to $x$ are conjugate: $\Delta x_i\,\Delta p_i \ge 1/2$ for every input component $i$; as training
 # sharpens class boundaries (accuracy up) the gradient spread $\Delta p$ grows and robustness falls.
@@ -369,8 +371,7 @@ for ds in DATASETS:
             f"{ds}, psi ~ {'loss' if state == 'loss' else 'exp(-loss/2)'}, seed {seed0}, epoch {last_epoch(ds)}"
         )
         _ = plotting.savefig(fig, f"01-maps-{ds}-{state}")
-        fig.set_dpi(55)  # inline copy small (the PNG/PDF files keep full resolution): keeps the notebook lean
-        plt.show()
+        plotting.show_compact(fig)  # a small JPEG inline; the PNG/PDF files keep full resolution
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for ax, state in zip(axes, unc.STATES):

@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 03 · Mask projection: does the SBDE model's fragility live in the inserted pixels?
 #
+# What the paper claims and what is unknown about it: [docs/papers.md](../docs/papers.md).
+#
 # **Claim (paper P3).** SBDE models are less robust to iterative white-box attacks; a test-time
 # projection Π that resets the inserted pixels to their training value neutralizes the attacks and
 # restores robustness, because the loss gradients are steep ("sharp boundaries") along the auxiliary
@@ -28,7 +30,7 @@
 #
 # | choice | value | label |
 # |---|---|---|
-# | models | notebook 02's cached ImageNet-stem ResNet-18s (baseline, SBDE K=2 c=0.5, SBDE K=3), same recipe and seeds | ours (reuse; the ImageNet stem matches the paper's 90.47% baseline — recon) |
+# | models | notebook 02's cached ImageNet-stem ResNet-18s (baseline, SBDE K=2 c=0.5, SBDE K=3), same recipe and seeds | ours (reuse; the ImageNet stem matches the paper's baseline accuracy — recon) |
 # | projection Π | keep original coordinates, reset auxiliary ones to 0.5 (training value) | paper (mask projection) |
 # | threat model | white-box, untargeted, cross-entropy loss, [0,1] box | ours (paper's attack settings unknown) |
 # | budgets | L∞ ε ∈ {1, 2, 4, 8}/255 on the *expanded* input; one L2 budget ε₂ = 0.5 | ours (issue) |

@@ -15,10 +15,12 @@
 # %% [markdown]
 # # 04 · ConjMask and LogitReg: robustness without adversarial training?
 #
+# What the paper claims and what is unknown about it: [docs/papers.md](../docs/papers.md).
+#
 # **Claim (P2).** Masking the input components with the highest input–gradient coupling (**ConjMask**) and a
 # logit-side regularization (**LogitReg**) improve adversarial robustness *without adversarial training*;
 # [summary] high coupling goes with fragility, reliable behaviour sits in a middle ("Goldilocks") band.
-# Source: `paper.P2` (printed below). The only number known from P2 is a CIFAR-10 clean accuracy of 89.5
+# Source: `paper.P2` (printed below). The only number known from P2 is a CIFAR-10 clean accuracy (`p2_cifar_clean`)
 # (label *summary*, setting unknown); it is shown as the paper's, next to ours.
 #
 # We train six arms of the same small ResNet-18 and attack each one with attacks that **know the defence**
@@ -141,7 +143,7 @@ print(paper.P2)
 #   Gradient masking is *measured*, not inferred: each claim reports `masking_gap`, the paired
 #   difference between the robust accuracy under the defence-unaware attack and under the worst case
 #   on the same arm, and the random-mask control's gain beside it.
-# * **`conjmask-clean-accuracy`** — ConjMask's clean accuracy minus the paper's 89.5 within ±2 points
+# * **`conjmask-clean-accuracy`** — ConjMask's clean accuracy minus the paper's (`p2_cifar_clean`) within ±2 points
 #   (*Equivalence*; the regime says how far our setting is from the paper's).
 # * **`coupling-predicts-robustness`** — Spearman ρ between the arms' median probe correlation and their
 #   headline robustness below 0 (*Direction*; bootstrap interval over images).
@@ -534,7 +536,7 @@ gap = {
 claims.append(
     results.claim(
         "conjmask-clean-accuracy",
-        "CIFAR-10 clean accuracy of a ConjMask model is 89.5% (setting unknown)",
+        f"CIFAR-10 clean accuracy of a ConjMask model is {paper.fmt('p2_cifar_clean')} (setting unknown)",
         RULES["conjmask-clean-accuracy"],
         {"clean_minus_paper": gap, "clean_conjmask": ca, "clean_standard": clean_acc["standard"]},
         profile=P,
@@ -750,7 +752,7 @@ print(results.verdict_lines(claims))
 #   robustness.
 # * Scale: the width, epochs, image counts and clean accuracies of this run are printed above and stated in each
 #   claim's regime. Intervals are over test images and seeds (two-level bootstrap), but two seeds say little about
-#   the seed distribution (full uses three). The clean-accuracy claim compares with the paper's 89.5 at a scale far
+#   the seed distribution (full uses three). The clean-accuracy claim compares with the paper's number at a scale far
 #   below the paper's; its verdict holds for this regime only.
 # * r (test time) and λ were chosen on a validation split carved from the training subset (first seed only); the
 #   logit-norm variant runs only in full/smoke. Quick attacks are PGD-10/PGD-20 with one restart and EOT over

@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 05 · The prefill probe: does input–gradient coupling flag hallucination before decoding?
 #
+# What the paper claims and what is unknown about it: [docs/papers.md](../docs/papers.md).
+#
 # **Claim (P2).** One backward pass at the prefill stage measures prompt–gradient coupling; weak
 # coupling signals hallucination risk before any answer token is generated, and serves hallucination
 # detection and prompt selection. The paper reports a mean AUROC on its own 500-prompt benchmark

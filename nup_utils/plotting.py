@@ -49,3 +49,14 @@ def errorbar_points(ax, labels, means, lows, highs, *, color=None, label=None, o
     ax.errorbar(x, means, yerr=[means - lows, highs - means], fmt="o", capsize=3, color=color, label=label)
     ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right")
     return ax
+
+
+def show_compact(fig: plt.Figure, *, dpi: int = 60, quality: int = 70) -> None:
+    """Show ``fig`` inline as a small JPEG and close it: for dense heat maps, whose inline PNG would
+    bloat the published notebook (the PNG/PDF files written by :func:`savefig` keep full resolution)."""
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpeg", dpi=dpi, bbox_inches="tight", pil_kwargs={"quality": quality})
+    plt.close(fig)
+    display(Image(data=buf.getvalue(), format="jpeg"))
