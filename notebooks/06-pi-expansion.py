@@ -82,7 +82,7 @@ from nup_utils import functions, metrics, paper, piexp, plotting, results, runti
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
 SEED = 0  # first seed; seeds are SEED, SEED+1, ...
-WORKERS = 0  # processes for the fits (one torch thread each); 0 = the cores available; smoke always uses 1
+WORKERS = 0  # fit processes, one torch thread each (0: the cores available, smoke: 1)
 
 # %%
 P = runtime.resolve_profile(PROFILE)

@@ -54,7 +54,7 @@ def strip_papermill(nb):
     return nb
 
 
-TIMEOUT_FACTOR, TIMEOUT_FLOOR_S = 6, 600  # ours: a generous multiple of the measured time
+TIMEOUT_FACTOR, TIMEOUT_FLOOR_S = 6, 1200  # ours: a generous multiple of the measured time
 
 
 def cell_timeout(name: str, profile: str, root: Path | None = None) -> int | None:
