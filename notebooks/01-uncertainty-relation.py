@@ -141,19 +141,25 @@ for key in ("p1_bound", "p1_googlenet_clean", "p1_googlenet_fgsm"):
 #   is below it. Reported per state: the verdict depends on the state's definition, which P1 does not give.
 # * **`general-bound-check-<dataset>`** — an algebra check, not support for the paper: Δx·Δp ≥ ½|C| holds
 #   by Cauchy–Schwarz, so the share of components meeting it must be ≥ 99.9%.
-# * **`training-trade-off-<dataset>`** — compared checkpoints declared by a rule: the *first* trained
-#   checkpoint whose mean clean accuracy over seeds is within `ACC_WITHIN` of the last checkpoint's,
-#   versus the last (if none qualifies, the one before the last). Between them, mean Δp (ψ ∝ loss, log
-#   ratio) must rise *and* PGD accuracy fall (*Direction*, both; paired over seeds).
+# * **`training-trade-off-<dataset>`** — compared checkpoints declared by a rule
+#   (`uncertainty.compared_checkpoints`): the *first* trained checkpoint whose mean clean accuracy over
+#   seeds is within `ACC_WITHIN` (accuracy units) of the last checkpoint's, versus the last (if none
+#   qualifies, the one before the last). Between them, mean Δp (ψ ∝ loss, log ratio) must rise *and*
+#   robustness fall (*Direction*, both; paired over seeds). Robustness is PGD accuracy **among the images
+#   the network classifies correctly when clean** (robust | clean), so a network that merely gets more
+#   images right is not counted as more robust.
 #
 # *Revised in this version (issue #12), after earlier runs.* Previous rules: the naive bound was judged by
 # significant violations (a share over 5% → not reproduced, between → partially); the general bound needed
 # exactly 1 in every seed; the trade-off compared the last checkpoint with the *first* one (epoch 1, where
 # clean accuracy was far below final), so its verdict hinged on that choice, and it returned *partially*
-# when one prediction held. The intervals now decide every verdict.
+# when one prediction held. An intermediate version (after those runs) already compared the declared
+# checkpoints but measured robustness as PGD accuracy over *all* attacked images, which mixes clean
+# accuracy into robustness; it is still reported (`d_pgd_acc`) but no longer decides. The intervals now
+# decide every verdict. Still open: the trade-off rests on the few seeds of this profile (see limits).
 
 # %%
-ACC_WITHIN = 0.05  # ours: compared checkpoints are within 5 points of the final clean accuracy
+ACC_WITHIN = 0.05  # ours: compare the first checkpoint within 0.05 clean accuracy of the last one with the last
 RULES = {}
 for _ds in DATASETS:
     for _st in unc.STATES:
@@ -166,9 +172,13 @@ for _ds in DATASETS:
     RULES[f"training-trade-off-{_ds}"] = verdicts.AllOf(
         (
             verdicts.Direction("dlog_mean_dp_loss_state", "+", label="log change of mean dp (psi ~ loss)"),
-            verdicts.Direction("d_pgd_acc", "-", label="change of PGD accuracy", scale=100, unit=" pts"),
+            verdicts.Direction(
+                "d_pgd_given_clean", "-", label="change of PGD accuracy among clean-correct", scale=100, unit=" pts"
+            ),
         ),
-        name="gradient spread up and robustness down",
+        # the checkpoint rule is part of the name, so it is part of the recorded declaration (hash)
+        name="gradient spread up and robustness down "
+        f"(checkpoints: first within {ACC_WITHIN} clean accuracy of the last, vs the last)",
     )
 for name, rule in RULES.items():
     print(f"{name:36s} {rule!r}")
@@ -443,6 +453,12 @@ def acc_of(kind):
     return lambda r: float(r["correct"][kind].float().mean())
 
 
+def given_clean(kind):  # accuracy under attack among the images classified correctly when clean (0 if none)
+    return lambda r: float(
+        (r["correct"][kind] & r["correct"]["clean"]).sum() / r["correct"]["clean"].sum().clamp_min(1)
+    )
+
+
 def spread_of(state, q):
     return lambda r: float(r["maps"][state]["values"][q].mean())
 
@@ -525,19 +541,13 @@ else:
 
 
 # %%
-def compared_epochs(ds):
-    """(first, last): the first trained checkpoint within ACC_WITHIN of the last one's mean clean accuracy."""
-    eps_ = sorted(e for e in CFG[ds]["checkpoints"] if e > 0)
-    mean_acc = {e: np.mean([acc_of("clean")(runs[ds][s][e]) for s in sorted(runs[ds])]) for e in eps_}
-    close = [e for e in eps_[:-1] if mean_acc[e] >= mean_acc[eps_[-1]] - ACC_WITHIN]
-    return (close[0] if close else eps_[-2] if len(eps_) > 1 else eps_[-1]), eps_[-1]
-
-
-claims, numbers, cs_min = [], {}, math.inf
+claims, cs_min, compared = [], math.inf, {}
 STATE_TXT = {"loss": "psi ~ loss (P1)", "exp": "psi ~ exp(-loss/2) (P2 reading)"}
 for ds in DATASETS:
     seeds = sorted(runs[ds])
-    first, last = compared_epochs(ds)
+    first, last = compared[ds] = unc.compared_checkpoints(
+        {e: curves[ds]["acc_clean"][e]["value"] for e in curves[ds]["acc_clean"]}, ACC_WITHIN
+    )
     frac = {st: [unc.bound_fractions(runs[ds][s][last]["maps"][st], z=Z_SIG) for s in seeds] for st in unc.STATES}
     for s in seeds:  # Cauchy-Schwarz on every estimate of the run, every checkpoint and state
         for e in runs[ds][s]:
@@ -572,7 +582,6 @@ for ds in DATASETS:
                 f"violation = P + {Z_SIG}*SE < 1/2; CI over seeds",
             )
         )
-        numbers[(ds, st)] = mets
     holds = [f["general_holds"] for st in unc.STATES for f in frac[st]]
     explains = [f["boundary_explains"] for st in unc.STATES for f in frac[st]]
     mets_g = {
@@ -591,7 +600,6 @@ for ds in DATASETS:
             protocol="same estimates as the naive-bound claims; CI over seeds x states",
         )
     )
-    numbers[(ds, "general")] = mets_g
 
     def paired(fn, log=False):  # last - first over seeds; log=True: log ratio (scale-free relative change)
         f = (lambda r: math.log(fn(r))) if log else fn
@@ -600,28 +608,30 @@ for ds in DATASETS:
     d = {
         "d_clean_acc": paired(acc_of("clean")),
         "dlog_mean_dp_loss_state": paired(spread_of("loss", "dp"), log=True),
+        "d_pgd_given_clean": paired(given_clean("pgd")),
+        "d_fgsm_given_clean": paired(given_clean("fgsm")),
         "d_pgd_acc": paired(acc_of("pgd")),
         "d_fgsm_acc": paired(acc_of("fgsm")),
         "dlog_mean_dp_exp_state": paired(spread_of("exp", "dp"), log=True),
         "dlog_mean_product_loss_state": paired(spread_of("loss", "product"), log=True),
         "clean_acc_last": metrics.mean_ci([acc_of("clean")(runs[ds][s][last]) for s in seeds]),
         "pgd_acc_last": metrics.mean_ci([acc_of("pgd")(runs[ds][s][last]) for s in seeds]),
+        "pgd_given_clean_last": metrics.mean_ci([given_clean("pgd")(runs[ds][s][last]) for s in seeds]),
     }
     claims.append(
         results.claim(
             f"training-trade-off-{ds}",
-            f"from epoch {first} to {last} (declared rule: first checkpoint within {ACC_WITHIN:.0%} of the final clean "
-            "accuracy vs final): mean dp (psi ~ loss) up, PGD accuracy down",
+            f"from epoch {first} to {last} (declared rule: first checkpoint within {ACC_WITHIN} clean accuracy of the "
+            "last vs the last): mean dp (psi ~ loss) up, PGD accuracy among clean-correct images down",
             RULES[f"training-trade-off-{ds}"],
             d,
             profile=P,
             regime=regime,
             headline="dlog_mean_dp_loss_state",
-            protocol=f"paired over {len(seeds)} seeds (last - first trained checkpoint); "
-            f"attacks on {N_ATTACK} held-out images, eps {CFG[ds]['eps']:.4g}",
+            protocol=f"paired t-interval over {len(seeds)} seeds (epoch {last} - epoch {first}); attacks on "
+            f"{N_ATTACK} held-out images, eps {CFG[ds]['eps']:.4g}; robustness among the clean-correct ones",
         )
     )
-    numbers[(ds, "tradeoff")] = d
 
 wall = timer.__exit__(None, None, None) or timer.seconds
 extra = {
@@ -634,6 +644,7 @@ extra = {
     "cauchy_schwarz_min_rel_gap": cs_min,
     "importance_sampling": is_diag,
     "curves": {ds: {k: {str(e): m for e, m in c.items()} for k, c in cv.items()} for ds, cv in curves.items()},
+    "compared_checkpoints": compared,
     "models_from_cache": sum(train_hit),
     "models": len(train_hit),
 }
@@ -652,6 +663,7 @@ path = results.write_results(
         "z_sig": Z_SIG,
         "is_sigma": IS_SIGMA,
         "is_defensive": IS_DEFENSIVE,
+        "acc_within": ACC_WITHIN,
         "cfg": {ds: {k: v for k, v in CFG[ds].items()} for ds in DATASETS},
     },
     data_source="; ".join(f"{ds}: {src}" for ds, src in sources.items()),
@@ -664,19 +676,6 @@ for c in claims:
     print(f"{c['id']}: {c['verdict']} — {c['reason']}")
     for name, m in c["metrics"].items():
         print(f"    {name:40s} {metrics.fmt(m, digits=4)}  ({m['method']}, n={m['n']})")
-
-
-def direction(m):
-    return "up" if m["ci95"][0] > 0 else "down" if m["ci95"][1] < 0 else "no clear change"
-
-
-for ds in DATASETS:
-    d = numbers[(ds, "tradeoff")]
-    print(
-        f"{ds}, first -> last trained checkpoint: clean accuracy {direction(d['d_clean_acc'])}, "
-        f"mean dp (psi~l) {direction(d['dlog_mean_dp_loss_state'])}, mean dp (psi~e^-l/2) {direction(d['dlog_mean_dp_exp_state'])}, "
-        f"FGSM accuracy {direction(d['d_fgsm_acc'])}, PGD accuracy {direction(d['d_pgd_acc'])} (95% CIs over seeds)"
-    )
 print(f"wall time {wall:.0f} s -> {path}")
 
 # %% tags=["nbval-check-output"]
@@ -699,9 +698,12 @@ print(results.verdict_lines(claims))
 # * On trained networks the verdicts above say whether the naive bound holds per pixel; the general bound
 #   $P_i\ge\frac12|C_i|$ holds for every component (Cauchy–Schwarz), and wherever the naive bound fails the boundary
 #   term $B_i$ is what lowers the bound. The training-trade-off verdict rests on the paired differences printed
-#   above, and the line "first -> last trained checkpoint" says which way each quantity moved (few seeds: wide
-#   t-intervals). The two halves of the trade-off are tested separately: a rising $\Delta p$ does not by itself
-#   imply falling robustness.
+#   above between the two checkpoints the declared rule picked (named in the claim's statement); the other
+#   changes (clean and FGSM accuracy, Δp of the second state, robustness over all images) are printed with
+#   their intervals beside it. The two halves of the trade-off are tested separately: a rising $\Delta p$ does
+#   not by itself imply falling robustness.
+# * Few seeds (this profile's count is in the claim's protocol): the paired t-intervals are wide, and they
+#   cover seed-to-seed spread only, not the sampling of the attacked images (n in the protocol).
 # * Limits: the state is an integral over the whole box, so uniform samples are noise-like images, not digits; the
 #   importance-sampling check shows where the state's mass sits. P1's own state, integration method, model and
 #   attack budget are unknown (labels in the protocol table). MNIST here is the official test split re-split

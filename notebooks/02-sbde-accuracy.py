@@ -339,13 +339,15 @@ print(results.verdict_lines(claims))
 #   accuracy over seeds and the paired difference from the baseline with its 95% interval; the paper's
 #   accuracies are printed beside ours and are the paper's numbers, on the original CIFAR-10 files
 #   with an unknown recipe. Ours are on a JPEG re-encoding.
-# * **Scale.** The quick profile trains width-8 ResNet-18s on 2,500 images for 5 epochs: accuracies are
-#   far below the paper's and a gain (or its absence) here does not settle the paper's setting. The full
-#   profile (standard width, 50k images, 200 epochs, every control on both stems, K=3) is written and
-#   smoke-tested but needs a GPU.
-# * **Three seeds** give wide t-intervals (t₀.₉₇₅,₂ ≈ 4.3); a "not reproduced" means the interval's
-#   upper end is below half the paper's relative error reduction at this scale, not that SBDE never
-#   helps. The intervals are over seeds on one fixed test subset: they leave out test-set sampling.
+# * **Scale.** The quick profile trains narrow ResNet-18s on a subset of CIFAR-10 for a few epochs (width,
+#   training-set size, epochs and the resulting baseline accuracy are in each claim's `regime`, printed
+#   above): accuracies are far below the paper's and a gain (or its absence) here does not settle the
+#   paper's setting. The full profile (standard width, all training images, the common long recipe, every
+#   control on both stems, K=3) is written and smoke-tested but needs a GPU.
+# * **Few seeds** (listed in each claim's protocol) give wide t-intervals; a "not reproduced" means the
+#   interval's upper end is below the declared minimum effect (a fraction of the paper's relative error
+#   reduction) at this scale, not that SBDE never helps. The intervals are over seeds on one fixed test
+#   subset (its size n is in the protocol): they leave out test-set sampling.
 # * Quick runs the ImageNet stem only (where 32×32 inputs are most down-sampled, and the stem that
 #   matches the paper's baseline); the CIFAR-stem arms are in the full profile only (smoke runs their
 #   code path), so the stem question is open at quick scale.

@@ -516,3 +516,23 @@ def train_with_checkpoints(
     if missing:
         raise RuntimeError(f"checkpoints {missing} missing from the trained run (epochs={train_kwargs.get('epochs')})")
     return model, dict(sorted(ckpts.items())), hist, hit
+
+
+def compared_checkpoints(mean_clean_acc: dict, within: float) -> tuple[int, int]:
+    """The checkpoints notebook 01's training trade-off compares, by a rule declared before the run.
+
+    ``mean_clean_acc``: {epoch: clean accuracy averaged over seeds} (epoch 0 = initialization, never
+    compared). Returns (first, last): ``last`` is the last trained checkpoint, ``first`` the earliest
+    trained checkpoint whose accuracy is within ``within`` (absolute accuracy units) of the last one's,
+    so the comparison is between two trained networks of about the same clean accuracy and does not
+    hinge on a barely trained one. If no earlier checkpoint qualifies, the one before the last; with a
+    single trained checkpoint, (last, last)."""
+    if not (isinstance(within, (int, float)) and math.isfinite(within) and 0 <= within < 1):
+        raise ValueError(f"within={within!r}; expected a number in [0, 1) (accuracy units)")
+    trained = sorted(int(e) for e in mean_clean_acc if int(e) > 0)
+    if not trained:
+        raise ValueError(f"mean_clean_acc has no trained checkpoint (epoch > 0): epochs {sorted(mean_clean_acc)}")
+    last = trained[-1]
+    close = [e for e in trained[:-1] if mean_clean_acc[e] >= mean_clean_acc[last] - within]
+    first = close[0] if close else trained[-2] if len(trained) > 1 else last
+    return first, last

@@ -215,3 +215,18 @@ def test_train_with_checkpoints_keeps_init_and_uses_cache():
     assert hit2 and all(torch.equal(ckpts2[1][k], ckpts[1][k]) for k in fresh)
     correct = U.robustness(model, x[:10], y[:10], {"fgsm": attacks.FGSM(eps=0.0)})
     assert torch.equal(correct["clean"], correct["fgsm"])  # eps = 0 changes nothing
+
+
+def test_compared_checkpoints_rule():
+    acc = {0: 0.10, 1: 0.55, 2: 0.84, 4: 0.92, 8: 0.93}
+    assert U.compared_checkpoints(acc, 0.05) == (4, 8)  # first within 5 points of 0.93
+    assert U.compared_checkpoints(acc, 0.10) == (2, 8)
+    assert U.compared_checkpoints(acc, 0.5) == (1, 8)  # epoch 0 (initialization) is never compared
+    assert U.compared_checkpoints(acc, 0.0) == (4, 8)  # none within 0 -> the one before the last
+    assert U.compared_checkpoints({0: 0.1, 3: 0.8}, 0.05) == (3, 3)  # one trained checkpoint
+    assert U.compared_checkpoints({4: 0.92, 1: 0.90, 8: 0.93}, 0.05) == (1, 8)  # order of the dict is irrelevant
+    for bad in (-0.1, 1.0, float("nan"), "0.05"):
+        with pytest.raises(ValueError, match="within="):
+            U.compared_checkpoints(acc, bad)
+    with pytest.raises(ValueError, match="no trained checkpoint"):
+        U.compared_checkpoints({0: 0.1}, 0.05)
