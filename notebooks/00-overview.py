@@ -54,7 +54,7 @@ SEED = 0  # unused here; every notebook starts with the same two parameters
 # for the `quick` profile (CPU, minutes; what CI re-runs) and the `full` profile side by side; then
 # the regime of each run — how its setting differs from the paper's, with that run's numbers.
 
-# %%
+# %% tags=["results-overview"]
 display(Markdown(report.overview(("quick", "full"))))
 
 # %% [markdown]

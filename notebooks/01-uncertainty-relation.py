@@ -47,17 +47,12 @@
 # | attacks: FGSM and PGD (L∞, CE loss, random start), ε = 0.1 (MNIST), 8/255 (CIFAR-10) | | **ours**: P1's attack budget unknown; 0.1 keeps an undefended MNIST net off the 0% floor |
 # | verdict rules (declared in the `RULES` cell, before any data) | | **ours** |
 
-# %%
+# %% tags=["results-glance"]
 from IPython.display import Markdown, display
 
 from nup_utils import report
 
-display(
-    Markdown(
-        "### Verdicts at a glance (last published runs, read from `results/`)\n"
-        + report.glance("01-uncertainty-relation")
-    )
-)
+display(Markdown(report.glance("01-uncertainty-relation")))
 
 # %%
 import math

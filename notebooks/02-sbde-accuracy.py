@@ -41,16 +41,12 @@
 # | test set | quick: 2,000 balanced test images; full: all 10,000 | ours |
 # | statistics | mean ± std over seeds, Student-t 95% CI; paired differences vs the baseline with t-intervals | ours |
 
-# %%
+# %% tags=["results-glance"]
 from IPython.display import Markdown, display
 
 from nup_utils import report
 
-display(
-    Markdown(
-        "### Verdicts at a glance (last published runs, read from `results/`)\n" + report.glance("02-sbde-accuracy")
-    )
-)
+display(Markdown(report.glance("02-sbde-accuracy")))
 
 # %%
 import numpy as np

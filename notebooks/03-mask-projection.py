@@ -40,16 +40,12 @@
 # | extension | minimal L2 adversarial perturbation (smallest ε on a geometric grid that PGD breaks) vs input dimension d = 3·(32K)², K = 1, 2, 3, against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
 # | test images | class-balanced subset of notebook 02's test subset | ours (budget) |
 
-# %%
+# %% tags=["results-glance"]
 from IPython.display import Markdown, display
 
 from nup_utils import report
 
-display(
-    Markdown(
-        "### Verdicts at a glance (last published runs, read from `results/`)\n" + report.glance("03-mask-projection")
-    )
-)
+display(Markdown(report.glance("03-mask-projection")))
 
 # %%
 from functools import partial

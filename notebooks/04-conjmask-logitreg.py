@@ -51,16 +51,12 @@
 #
 # Unknown in P2: architecture, training recipe, r, λ, attack settings, every robust-accuracy number.
 
-# %%
+# %% tags=["results-glance"]
 from IPython.display import Markdown, display
 
 from nup_utils import report
 
-display(
-    Markdown(
-        "### Verdicts at a glance (last published runs, read from `results/`)\n" + report.glance("04-conjmask-logitreg")
-    )
-)
+display(Markdown(report.glance("04-conjmask-logitreg")))
 
 # %%
 import matplotlib.pyplot as plt

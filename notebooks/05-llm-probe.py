@@ -47,14 +47,12 @@
 #
 # Verdict rules: declared in the `RULES` cell below, before any data (see there).
 
-# %%
+# %% tags=["results-glance"]
 from IPython.display import Markdown, display
 
 from nup_utils import report
 
-display(
-    Markdown("### Verdicts at a glance (last published runs, read from `results/`)\n" + report.glance("05-llm-probe"))
-)
+display(Markdown(report.glance("05-llm-probe")))
 
 # %%
 import numpy as np

@@ -25,16 +25,12 @@
 # whole grid (10 functions × 10 arms × 4 seeds, committed in `results/full/`); **quick** runs the same
 # arms on 4 functions and 2 seeds.
 
-# %%
+# %% tags=["results-glance"]
 from IPython.display import Markdown, display
 
 from nup_utils import report
 
-display(
-    Markdown(
-        "### Verdicts at a glance (last published runs, read from `results/`)\n" + report.glance("06-pi-expansion")
-    )
-)
+display(Markdown(report.glance("06-pi-expansion")))
 
 # %% [markdown]
 # **Revised protocol and rules (issue #15, this version).** Earlier versions fitted in float32 with

@@ -162,7 +162,7 @@ def glance(name: str, profiles=("quick", "full"), root: Path | None = None) -> s
     """'Verdicts at a glance' for the top of a notebook: the LAST PUBLISHED run's verdicts with their
     reasons, read from the committed results files (not this run's: those are at the end)."""
     root = root or paths.REPO_ROOT / "results"
-    parts = []
+    parts = ["### Verdicts at a glance (last published runs, read from `results/`)\n"]
     for p in profiles:
         path = root / p / f"{name}.json"
         if not path.is_file():

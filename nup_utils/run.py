@@ -163,12 +163,46 @@ def lean(nb):
     return nb
 
 
+RESULTS_CELL_TAGS = ("results-glance", "results-overview")
+
+
+def refresh_results_cells(nb, name: str):
+    """Re-render the cells that show committed results (tag ``results-glance``: this notebook's last
+    published verdicts; ``results-overview``: every notebook's) from ``results/`` as it is now, so a
+    published notebook shows the run it was published with, not the one before it."""
+    import nbformat
+
+    for c in nb.cells:
+        tags = c.get("metadata", {}).get("tags", [])
+        if c.cell_type != "code" or not any(t in RESULTS_CELL_TAGS for t in tags):
+            continue
+        md = report.overview(("quick", "full")) if "results-overview" in tags else report.glance(name)
+        data = {"text/markdown": md, "text/plain": "<IPython.core.display.Markdown object>"}
+        c.outputs = [nbformat.v4.new_output("display_data", data=data)]
+    return nb
+
+
+def refresh_notebooks(root: Path | None = None) -> list[Path]:
+    """Apply :func:`refresh_results_cells` to every committed notebook in place (no execution)."""
+    import nbformat
+
+    changed = []
+    for path in discover(None, root):
+        nb = nbformat.read(str(path), as_version=4)
+        before = nbformat.writes(nb)
+        after = nbformat.writes(refresh_results_cells(nb, path.stem))
+        if after != before:
+            paths.atomic_write_bytes(path, (after + "\n").encode())
+            changed.append(path)
+    return changed
+
+
 def publish(executed: Path, src: Path) -> None:
     """Write the executed notebook back over its source: without papermill's cell, lean (:func:`lean`),
     and refusing one over :data:`MAX_NOTEBOOK_BYTES` (shrink its figures instead)."""
     import nbformat
 
-    nb = lean(strip_papermill(nbformat.read(str(executed), as_version=4)))
+    nb = refresh_results_cells(lean(strip_papermill(nbformat.read(str(executed), as_version=4))), src.stem)
     payload = (nbformat.writes(nb) + "\n").encode()
     if len(payload) > MAX_NOTEBOOK_BYTES:
         raise ValueError(
@@ -220,7 +254,16 @@ def main(argv=None) -> int:
         "the executed notebooks back into notebooks/",
     )
     ap.add_argument("--no-readme", action="store_true", help="do not refresh README's results table")
+    ap.add_argument(
+        "--refresh-results-cells",
+        action="store_true",
+        help="only re-render the committed notebooks' results-glance/overview cells from results/ (no run)",
+    )
     args = ap.parse_args(argv)
+    if args.refresh_results_cells:
+        changed = refresh_notebooks(Path(args.dir) if args.dir else None)
+        print(f"refreshed {len(changed)} notebook(s): {', '.join(p.name for p in changed) or 'none changed'}")
+        return 0
     try:
         profile = runtime.resolve_profile(args.profile)
         notebooks = discover(args.only, Path(args.dir) if args.dir else None)

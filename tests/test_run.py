@@ -92,3 +92,20 @@ def test_publish_refuses_an_oversized_notebook(tmp_path):
     nbformat.write(nb, str(executed))
     with pytest.raises(ValueError, match="KB"):
         run.publish(executed, src)
+
+
+def test_results_cells_are_rendered_from_committed_results(tmp_path):
+    """The glance cell of a published notebook shows the results it was published with."""
+    nb = nbformat.v4.new_notebook()
+    c = nbformat.v4.new_code_cell("display(Markdown(report.glance('02-sbde-accuracy')))")
+    c.metadata["tags"] = ["results-glance"]
+    c.outputs = [nbformat.v4.new_output("stream", name="stdout", text="stale\n")]
+    other = nbformat.v4.new_code_cell("x = 1")
+    other.outputs = [nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+    nb.cells = [c, other]
+    out = run.refresh_results_cells(nb, "02-sbde-accuracy")
+    md = out.cells[0].outputs[0]["data"]["text/markdown"]
+    assert "Verdicts at a glance" in md and "stale" not in md and out.cells[1].outputs[0]["text"] == "kept\n"
+    path = tmp_path / "02-sbde-accuracy.ipynb"
+    nbformat.write(nb, str(path))
+    assert run.refresh_notebooks(tmp_path) == []  # already fresh: nothing rewritten
