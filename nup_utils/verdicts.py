@@ -152,21 +152,27 @@ class Superiority(Rule):
 
 
 @dataclass(frozen=True)
-class NonInferiority(Rule):
-    """``metric`` = treatment - reference, higher better. ``lo > -margin`` -> reproduced ("no worse
-    than the reference by more than the margin"); ``hi < -margin`` -> not_reproduced; else inconclusive."""
+class _MarginRule(Rule):
+    """Shared fields and checks of the rules with a margin (NonInferiority, Equivalence)."""
 
     metric: str
     margin: float
     label: str = ""
     scale: float = 1.0
     unit: str = ""
-    family = "non_inferiority"
 
     def __post_init__(self):
         _check_common(self)
         if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin) and self.margin > 0):
             raise ValueError(f"margin={self.margin!r}; expected a finite number > 0")
+
+
+@dataclass(frozen=True)
+class NonInferiority(_MarginRule):
+    """``metric`` = treatment - reference, higher better. ``lo > -margin`` -> reproduced ("no worse
+    than the reference by more than the margin"); ``hi < -margin`` -> not_reproduced; else inconclusive."""
+
+    family = "non_inferiority"
 
     def decide(self, metrics):
         value, lo, hi = self._interval(metrics)
@@ -181,21 +187,11 @@ class NonInferiority(Rule):
 
 
 @dataclass(frozen=True)
-class Equivalence(Rule):
+class Equivalence(_MarginRule):
     """Two one-sided tests at the 95% interval: ``-margin < lo`` and ``hi < margin`` ->
     reproduced; the interval entirely beyond ±margin -> not_reproduced; else inconclusive."""
 
-    metric: str
-    margin: float
-    label: str = ""
-    scale: float = 1.0
-    unit: str = ""
     family = "equivalence"
-
-    def __post_init__(self):
-        _check_common(self)
-        if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin) and self.margin > 0):
-            raise ValueError(f"margin={self.margin!r}; expected a finite number > 0")
 
     def decide(self, metrics):
         value, lo, hi = self._interval(metrics)
