@@ -86,6 +86,48 @@ def bootstrap_ci(
     return metric(stat(v), lo, hi, len(v), f"bootstrap-{n_boot}")
 
 
+def seed_image_ci(
+    per_seed: Callable[[np.ndarray], Sequence[float]],
+    n_images: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    conf: float = 0.95,
+) -> dict:
+    """Mean over seeds of a per-seed statistic on a fixed set of attacked/test images, with an interval
+    that carries both sources of variation: training seeds and the sampling of the images.
+
+    ``per_seed(idx)`` returns the statistic of every seed (S,) computed on the images ``idx`` (indices
+    into 0..n_images-1; the estimate uses all of them). Seed part: Student-t half-width of the mean
+    over seeds (0 with one seed). Image part: a percentile bootstrap over images (the same resampled
+    images for every seed and checkpoint, so paired statistics stay paired) of the mean over seeds,
+    converted to a standard error. The two half-widths add in quadrature (independent sources)."""
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 2:
+        raise ValueError(f"n_images={n_images!r}; expected an int >= 2")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
+        raise ValueError(f"n_boot={n_boot!r}; expected an int >= 100")
+    full = _as_np(per_seed(np.arange(n_images))).ravel()
+    if full.size == 0 or not np.all(np.isfinite(full)):
+        raise ValueError(f"per_seed returned {full!r}; expected finite values, one per seed")
+    s, m = full.size, float(full.mean())
+    seed_half = 0.0 if s == 1 else float(stats.t.ppf(0.5 + conf / 2, s - 1) * full.std(ddof=1) / math.sqrt(s))
+    rng = np.random.default_rng(seed)
+    boots = np.array([np.mean(per_seed(rng.integers(0, n_images, n_images))) for _ in range(n_boot)])
+    lo_b, hi_b = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+    image_half = float(hi_b - lo_b) / 2
+    half = math.hypot(seed_half, image_half)
+    return metric(
+        m,
+        m - half,
+        m + half,
+        s,
+        f"t over {s} seeds + image bootstrap-{n_boot} over {n_images} images (in quadrature)",
+        n_images=n_images,
+        seed_half_width=seed_half,
+        image_half_width=image_half,
+    )
+
+
 def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """ROC AUC (scikit-learn) with a stratified bootstrap 95% interval. labels: 1 = positive."""
     from sklearn.metrics import roc_auc_score

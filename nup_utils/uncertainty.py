@@ -9,9 +9,12 @@ psi on Omega is built from the loss, and for every input component i we estimate
     C_i     = -2 int (x_i - x_bar_i) psi d_i psi   (general bound: P_i >= |C_i| / 2, Cauchy-Schwarz),
     B_i     = 1 - C_i                              (boundary term from integration by parts).
 
-Two state definitions (both from ../shared/papers.md, [recon]):
-  * ``"loss"``: psi = l / ||l||                 (P1),  psi_tilde = l,          d psi_tilde / psi_tilde = g / l
-  * ``"exp"`` : psi ~ exp(-l / 2), rho ~ e^-l   (P2),  psi_tilde = e^{-l/2},   d psi_tilde / psi_tilde = -g / 2
+Three state definitions:
+  * ``"loss"``:     psi = l / ||l||           (P1, [recon]),  psi_tilde = l,    d psi_tilde / psi_tilde = g / l
+  * ``"exp"`` :     psi ~ exp(-l / 2)         (P2 reading, [recon]),  psi_tilde = e^{-l/2},  ... = -g / 2
+  * ``"envelope"``: psi ~ l * prod_i sin^2(pi u_i), u = (x - lo) / (hi - lo)   (ours, issue #16): the loss
+    state times a smooth envelope that vanishes (with its derivative) on the box boundary, so B_i = 0,
+    C_i = 1 and dx_i * dp_i >= 1/2 is a theorem; d psi_tilde / psi_tilde = g / l + 2 pi cot(pi u_i) / h_i.
 with g = dl/dX from one autograd backward per batch. With samples X_n ~ q (density on Omega) and
 self-normalized weights w_n ~ psi_tilde(X_n)^2 / q(X_n), and s_n = d psi_tilde / psi_tilde:
 
@@ -21,8 +24,11 @@ self-normalized weights w_n ~ psi_tilde(X_n)^2 / q(X_n), and s_n = d psi_tilde /
 Because the same weights enter dx, dp and C, the discrete Cauchy-Schwarz inequality makes
 P_i >= |C_i|/2 hold for the *estimates* too (up to float error). Standard errors come from a
 grouped jackknife (samples dealt into ``groups`` groups; leave-one-group-out), which covers the
-ratio and product estimators alike. Quadrature (Gauss-Legendre, D <= 3) reuses the same accumulator
-with q = 1 / quadrature weight, so Monte Carlo and quadrature are computed by the same formulas.
+ratio and product estimators alike. Default proposals: uniform for "loss" and "exp"; for "envelope"
+the envelope's own density prod sin^4 (uniform sampling would give weights prod sin^4(pi u_i), whose
+effective sample size collapses in hundreds of dimensions). Quadrature (composite Gauss-Legendre,
+D <= 3, refined until two resolutions agree; the difference is its error estimate) reuses the same
+accumulator with q = 1 / quadrature weight, so Monte Carlo and quadrature share every formula.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from tqdm.auto import tqdm
 
 from .runtime import eval_mode, progress_disabled
 
-STATES = ("loss", "exp")
+STATES = ("loss", "exp", "envelope")
+GAUSSIAN_STATES = ("loss", "exp")  # states with a Gaussian (minimum-uncertainty) test loss, gaussian_loss
 QUANTITIES = ("x_mean", "dx", "dp", "product", "half_c", "boundary")
 
 
@@ -149,6 +156,40 @@ class DataMixtureSampler:
         return x, self.log_q(x, box)
 
 
+class EnvelopeSampler:
+    """X with density q(x) = prod_i sin^4(pi u_i) / (3/8 h_i), u = (x - lo) / h: the squared envelope of the
+    ``"envelope"`` state, so that state's weights psi_tilde^2 / q = l^2 * constant see only the loss. Exact
+    (per-coordinate rejection from the uniform, acceptance sin^4, 3/8 on average), so log q is exact."""
+
+    def __repr__(self):
+        return "EnvelopeSampler()"
+
+    @staticmethod
+    def log_q(x: torch.Tensor, box: Box) -> torch.Tensor:
+        h = box.hi - box.lo
+        u = (x - box.lo) / h
+        return (4 * torch.log(torch.sin(math.pi * u)) - math.log(3 / 8) - torch.log(h)).sum(1)
+
+    def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.empty(n, box.dim, dtype=torch.float64)
+        todo = torch.ones(n, box.dim, dtype=torch.bool)
+        while bool(todo.any()):  # ~ log(n D) / log(8/5) rounds; every round draws for the entries still open
+            idx = todo.nonzero(as_tuple=True)
+            cand = torch.rand(len(idx[0]), generator=gen, dtype=torch.float64)
+            acc = torch.rand(len(cand), generator=gen, dtype=torch.float64) < torch.sin(math.pi * cand) ** 4
+            sel = tuple(i[acc] for i in idx)
+            u[sel], todo[sel] = cand[acc], False
+        x = box.lo + (box.hi - box.lo) * u
+        return x, self.log_q(x, box)
+
+
+def default_samplers() -> dict:
+    """The proposal of each state when none is given: uniform for "loss" and "exp", the envelope's own for
+    "envelope" (one sampler object per kind, so states sharing a proposal share its samples)."""
+    uni = UniformSampler()
+    return {"loss": uni, "exp": uni, "envelope": EnvelopeSampler()}
+
+
 # ---------------------------------------------------------------- loss functions
 def model_loss(model: torch.nn.Module, label: int, input_shape: tuple[int, ...]) -> Callable:
     """l(X) = cross-entropy(model(X), label) for flat X (N, D) -> (N,). The model runs in float32 on its device."""
@@ -184,19 +225,27 @@ def loss_and_grad(loss_fn: Callable, x: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 # ---------------------------------------------------------------- accumulation (per state, per group)
-def _log_w_and_score(state: str, loss: torch.Tensor, grad: torch.Tensor, log_q: torch.Tensor):
-    """log psi_tilde^2 - log q (N,) and s = d psi_tilde / psi_tilde (N, D)."""
-    if state == "loss":
+def _log_w_and_score(state: str, loss: torch.Tensor, grad: torch.Tensor, log_q: torch.Tensor, x=None, box=None):
+    """log psi_tilde^2 - log q (N,) and s = d psi_tilde / psi_tilde (N, D); x (N, D) and box for "envelope"."""
+    if state in ("loss", "envelope"):
         if bool((loss < 0).any()):
-            raise ValueError("state='loss' needs a non-negative loss (psi = l / ||l||)")
+            raise ValueError(f"state={state!r} needs a non-negative loss (psi ~ l)")
         pos = loss > 0
         log_w = torch.where(pos, 2 * torch.log(loss.clamp_min(1e-300)), torch.full_like(loss, -math.inf))
         score = torch.where(pos[:, None], grad / loss.clamp_min(1e-300)[:, None], torch.zeros_like(grad))
+        if state == "envelope":  # times prod sin^2(pi u): log weight + 4 sum log sin, score + 2 pi cot / h
+            h = box.hi - box.lo
+            u = (x - box.lo) / h
+            sn = torch.sin(math.pi * u)
+            inside = (sn > 0).all(1)  # a sample on the boundary has weight 0
+            log_w = torch.where(inside, log_w + 4 * torch.log(sn.clamp_min(1e-300)).sum(1), -math.inf)
+            score = score + (2 * math.pi / h) * torch.cos(math.pi * u) / sn.clamp_min(1e-300)
+            score = torch.where((log_w > -math.inf)[:, None], score, torch.zeros_like(score))
     elif state == "exp":
         log_w, score = -loss, -0.5 * grad
     else:
         raise ValueError(f"state={state!r}; allowed values: {', '.join(STATES)}")
-    return log_w - log_q, score
+    return torch.nan_to_num(log_w - log_q, nan=-math.inf), score
 
 
 class _Sums:
@@ -298,8 +347,9 @@ def _finalize(state: str, sums: _Sums, n: int) -> Estimate:
 class UncertaintyEstimator:
     """Monte Carlo estimator of (x_bar, dx, dp, P, |C|/2, B) per component, for several states at once.
 
-    Settings: ``n_samples`` (total), ``batch_size`` (one forward + one backward each), ``groups`` (jackknife),
-    ``sampler`` (``UniformSampler()`` or ``DataMixtureSampler``), ``states`` (subset of STATES).
+    Settings: ``n_samples`` (total, per state), ``batch_size`` (one forward + one backward each, per proposal),
+    ``groups`` (jackknife), ``sampler`` (None: each state's default proposal, :func:`default_samplers`; one
+    sampler for every state, e.g. ``DataMixtureSampler``; or a dict {state: sampler}), ``states``.
     Call with (loss_fn, box, gen): loss_fn maps flat x (N, D) to per-sample losses (N,).
     """
 
@@ -322,56 +372,151 @@ class UncertaintyEstimator:
         bad = [s for s in states if s not in STATES]
         if bad or not states:
             raise ValueError(f"states={states!r}; allowed values: {', '.join(STATES)}")
+        if sampler is None:
+            sampler = default_samplers()
+        if isinstance(sampler, dict):
+            missing = [s for s in states if s not in sampler]
+            if missing:
+                raise ValueError(f"sampler: no proposal for states {missing}; give one per state in {states}")
+            self.samplers = {s: sampler[s] for s in states}
+        else:
+            if not callable(sampler):
+                raise ValueError(f"sampler={sampler!r}; expected None, a sampler, or a dict {{state: sampler}}")
+            self.samplers = {s: sampler for s in states}
         self.n_samples, self.batch_size, self.groups = n_samples, batch_size, groups
-        self.sampler = sampler if sampler is not None else UniformSampler()
         self.states, self.progress = states, progress
 
+    @property
+    def sampler(self):
+        """The proposal when every state shares one; otherwise the dict {state: sampler}."""
+        distinct = {id(v) for v in self.samplers.values()}
+        return next(iter(self.samplers.values())) if len(distinct) == 1 else dict(self.samplers)
+
+    def _plan(self):  # [(sampler, states sharing it)] in the order of self.states
+        plan = {}
+        for s in self.states:
+            plan.setdefault(id(self.samplers[s]), (self.samplers[s], []))[1].append(s)
+        return list(plan.values())
+
     def __repr__(self):
+        samplers = ", ".join(f"{'+'.join(states)}: {smp!r}" for smp, states in self._plan())
         return (
             f"UncertaintyEstimator(n_samples={self.n_samples}, batch_size={self.batch_size}, groups={self.groups}, "
-            f"sampler={self.sampler!r}, states={self.states})"
+            f"samplers={{{samplers}}}, states={self.states})"
         )
 
     def __call__(
         self, loss_fn: Callable, box: Box, gen: torch.Generator, *, desc: str = "uncertainty"
     ) -> dict[str, Estimate]:
         sums = {s: _Sums(self.groups, box.dim) for s in self.states}
+        plan = self._plan()
         starts = range(0, self.n_samples, self.batch_size)
         for start in tqdm(starts, desc=desc, disable=not self.progress or progress_disabled(), leave=False):
             n = min(self.batch_size, self.n_samples - start)
-            x, log_q = self.sampler(n, box, gen)  # (n, D) float64, (n,)
-            loss, grad = loss_and_grad(loss_fn, x)
             group = torch.arange(start, start + n) % self.groups  # samples dealt round-robin into groups
-            for s in self.states:
-                log_w, score = _log_w_and_score(s, loss, grad, log_q)
-                sums[s].add(x, log_w, score, group)
+            for sampler, states in plan:  # one forward + one backward per proposal and batch
+                x, log_q = sampler(n, box, gen)  # (n, D) float64, (n,)
+                loss, grad = loss_and_grad(loss_fn, x)
+                for s in states:
+                    log_w, score = _log_w_and_score(s, loss, grad, log_q, x, box)
+                    sums[s].add(x, log_w, score, group)
         return {s: _finalize(s, sums[s], self.n_samples) for s in self.states}
 
 
-def quadrature(
-    loss_fn: Callable, box: Box, *, nodes: int = 64, states: tuple[str, ...] = STATES, chunk: int = 65536
-) -> dict[str, Estimate]:
-    """Tensor-product Gauss-Legendre quadrature of the same quantities (D <= 3); standard errors are 0."""
-    if box.dim > 3:
-        raise ValueError(f"quadrature: box.dim={box.dim}; tensor-product quadrature is limited to dim <= 3")
-    if not isinstance(nodes, int) or nodes < 2:
-        raise ValueError(f"nodes={nodes!r}; expected an int >= 2")
-    t, w = np.polynomial.legendre.leggauss(nodes)  # on [-1, 1]
+def gauss_legendre_axis(lo: float, hi: float, panels: int, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss-Legendre rule on [lo, hi]: ``panels`` equal panels of ``order`` nodes each.
+    Returns nodes and weights, (panels * order,) each."""
+    t, w = np.polynomial.legendre.leggauss(order)  # on [-1, 1]
+    edges = np.linspace(lo, hi, panels + 1)
+    a, b = edges[:-1, None], edges[1:, None]
+    return (a + (b - a) * (t + 1) / 2).ravel(), ((b - a) / 2 * w).ravel()
+
+
+def _quadrature_once(loss_fn, box, panels, order, states, chunk) -> dict[str, Estimate]:
     axes, wts = [], []
     for i in range(box.dim):
-        lo, hi = float(box.lo[i]), float(box.hi[i])
-        axes.append(torch.tensor(lo + (hi - lo) * (t + 1) / 2, dtype=torch.float64))
-        wts.append(torch.tensor(w * (hi - lo) / 2, dtype=torch.float64))
-    x = torch.cartesian_prod(*axes).reshape(-1, box.dim)  # (nodes^D, D)
+        x_i, w_i = gauss_legendre_axis(float(box.lo[i]), float(box.hi[i]), panels, order)
+        axes.append(torch.tensor(x_i, dtype=torch.float64))
+        wts.append(torch.tensor(w_i, dtype=torch.float64))
+    x = torch.cartesian_prod(*axes).reshape(-1, box.dim)  # (n^D, D)
     log_wq = torch.log(torch.cartesian_prod(*wts).reshape(-1, box.dim)).sum(1)  # log quadrature weight
     sums = {s: _Sums(1, box.dim) for s in states}
     for i in range(0, len(x), chunk):
         xb = x[i : i + chunk]
         loss, grad = loss_and_grad(loss_fn, xb)
         for s in states:
-            log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i : i + chunk])  # q = 1 / weight
+            log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i : i + chunk], xb, box)  # q = 1 / weight
             sums[s].add(xb, log_w, score, torch.zeros(len(xb), dtype=torch.int64))
     return {s: _finalize(s, sums[s], len(x)) for s in states}
+
+
+def quadrature(
+    loss_fn: Callable,
+    box: Box,
+    *,
+    order: int = 8,
+    panels: int = 8,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    max_points: int = 2**22,
+    states: tuple[str, ...] = STATES,
+    chunk: int = 65536,
+) -> dict[str, Estimate]:
+    """Tensor-product composite Gauss-Legendre quadrature of the same quantities (D <= 3), refined until it
+    has converged: the panels per axis double until every quantity of every state changes by at most
+    ``atol + rtol * |value|`` between n and 2n nodes per axis. The estimate is the 2n one; its ``se`` is the
+    n-versus-2n difference (an error estimate, conservative for the finer rule; floored at 4 float64 ulps,
+    never 0). ``extra``: converged, nodes_per_axis, panels, order, points, max_abs_change.
+    If the next refinement would exceed ``max_points`` nodes in all, it stops with ``converged=False``
+    (and a warning): callers must check it. A steep loss (a sigmoid of slope 100) needs hundreds of nodes
+    per axis where one 64-node rule is wrong by 40% (tested)."""
+    import warnings
+
+    if box.dim > 3:
+        raise ValueError(f"quadrature: box.dim={box.dim}; tensor-product quadrature is limited to dim <= 3")
+    for name, v in (("order", order), ("panels", panels), ("max_points", max_points), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r}; expected an int >= 1")
+    if order < 2:
+        raise ValueError(f"order={order}; expected an int >= 2 (nodes per panel)")
+    if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
+        raise ValueError(f"rtol={rtol!r}, atol={atol!r}; expected non-negative tolerances, not both 0")
+    if (2 * panels * order) ** box.dim > max_points:
+        raise ValueError(
+            f"max_points={max_points} is below the {(2 * panels * order) ** box.dim} nodes of the first convergence "
+            f"check (panels={panels}, order={order}, dim={box.dim}): raise it or lower panels/order"
+        )
+    coarse = _quadrature_once(loss_fn, box, panels, order, states, chunk)
+    while True:
+        panels *= 2
+        fine = _quadrature_once(loss_fn, box, panels, order, states, chunk)
+        change = {s: {q: (fine[s].values[q] - coarse[s].values[q]).abs() for q in QUANTITIES} for s in states}
+        converged = all(
+            bool((change[s][q] <= atol + rtol * fine[s].values[q].abs()).all()) for s in states for q in QUANTITIES
+        )
+        if converged or (2 * panels * order) ** box.dim > max_points:
+            break
+        coarse = fine
+    if not converged:
+        warnings.warn(
+            f"quadrature did not converge within max_points={max_points} ({panels * order} nodes per axis): "
+            "its se holds the last n-versus-2n difference",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    eps = torch.finfo(torch.float64).eps
+    for s in states:
+        e = fine[s]
+        e.se = {q: torch.maximum(change[s][q], 4 * eps * (1 + e.values[q].abs())) for q in QUANTITIES}
+        e.extra = {
+            "converged": converged,
+            "nodes_per_axis": panels * order,
+            "panels": panels,
+            "order": order,
+            "points": (panels * order) ** box.dim,
+            "max_abs_change": max(float(change[s][q].max()) for q in QUANTITIES),
+        }
+    return fine
 
 
 # ---------------------------------------------------------------- analytic test losses
@@ -383,7 +528,7 @@ def gaussian_loss(mu: torch.Tensor, sigma: float, state: str) -> Callable:
         return lambda x: ((x - mu) ** 2).sum(1) / (2 * sigma**2)
     if state == "loss":  # psi ~ l
         return lambda x: torch.exp(-((x - mu) ** 2).sum(1) / (4 * sigma**2))
-    raise ValueError(f"state={state!r}; allowed values: {', '.join(STATES)}")
+    raise ValueError(f"state={state!r}; allowed values: {', '.join(GAUSSIAN_STATES)}")
 
 
 def logistic_loss(w: torch.Tensor, b: float, y: int = 1) -> Callable:
@@ -394,19 +539,25 @@ def logistic_loss(w: torch.Tensor, b: float, y: int = 1) -> Callable:
     return lambda x: F.softplus(-y * (x.to(torch.float64) @ w + b))
 
 
-def boundary_term_1d(loss_fn: Callable, lo: float, hi: float, state: str, *, nodes: int = 256) -> float:
+def boundary_term_1d(loss_fn: Callable, lo: float, hi: float, state: str, **quad_kwargs) -> float:
     """B = [(x - x_bar) psi^2]_lo^hi for a 1-D state, from the boundary values (integration by parts:
-    C = 1 - B). An independent check of the estimators' C."""
-    q = quadrature(loss_fn, Box([lo], [hi]), nodes=nodes, states=(state,))[state]
+    C = 1 - B). An independent check of the estimators' C; the normalization uses the converged rule."""
+    box = Box([lo], [hi])
+    q = quadrature(loss_fn, box, states=(state,), **quad_kwargs)[state]
     x_bar = float(q["x_mean"])
-    ends = torch.tensor([[lo], [hi]], dtype=torch.float64)
-    t, w = np.polynomial.legendre.leggauss(nodes)
-    xs = torch.tensor(lo + (hi - lo) * (t + 1) / 2, dtype=torch.float64)[:, None]
+    xs, w = gauss_legendre_axis(lo, hi, q.extra["panels"], q.extra["order"])
+    xs, ends = torch.tensor(xs, dtype=torch.float64)[:, None], torch.tensor([[lo], [hi]], dtype=torch.float64)
+
+    def psi2(v):  # psi_tilde^2 at points v (N, 1)
+        if state == "exp":
+            return torch.exp(-loss_fn(v))
+        env = torch.sin(math.pi * (v[:, 0] - lo) / (hi - lo)) ** 4 if state == "envelope" else 1.0
+        return loss_fn(v) ** 2 * env
+
     with torch.no_grad():
-        a2 = lambda v: loss_fn(v) ** 2 if state == "loss" else torch.exp(-loss_fn(v))  # noqa: E731  psi_tilde^2
-        norm = float((a2(xs) * torch.tensor(w * (hi - lo) / 2)).sum())
-        psi2 = a2(ends) / norm
-    return float((hi - x_bar) * psi2[1] - (lo - x_bar) * psi2[0])
+        norm = float((psi2(xs) * torch.tensor(w)).sum())
+        p2 = psi2(ends) / norm
+    return float((hi - x_bar) * p2[1] - (lo - x_bar) * p2[0])
 
 
 # ---------------------------------------------------------------- trained networks (notebook 01)

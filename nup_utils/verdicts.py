@@ -9,6 +9,9 @@ verdict, and a re-run can be judged by moving those intervals (:func:`borderline
 * :class:`NonInferiority` — a difference no worse than a declared margin;
 * :class:`Equivalence` — a difference within ± a margin (two one-sided tests at the 95% interval);
 * :class:`Direction` — a qualitative prediction: confirmed / contradicted / unclear;
+* :class:`Resolution` — a precision requirement (a measured uncertainty no larger than declared):
+  resolved / underpowered; used inside :class:`AllOf` so an estimate too noisy to see the effect
+  makes the claim inconclusive instead of letting noise pass for agreement;
 * :class:`AllOf` — a conjunction: the weakest component decides.
 
 Every rule is monotone under widening: a wider interval can only move a verdict towards
@@ -233,6 +236,35 @@ class Direction(Rule):
 
 
 @dataclass(frozen=True)
+class Resolution(Rule):
+    """A precision requirement. ``metric`` measures an uncertainty (e.g. the median 95% half-width of
+    per-component estimates); ``hi <= max_value`` -> reproduced ("resolved"), else inconclusive
+    ("underpowered"). It never returns not_reproduced: imprecision is not evidence against a claim."""
+
+    metric: str
+    max_value: float
+    label: str = ""
+    scale: float = 1.0
+    unit: str = ""
+    family = "resolution"
+
+    def __post_init__(self):
+        _check_common(self)
+        if not (isinstance(self.max_value, (int, float)) and math.isfinite(self.max_value) and self.max_value > 0):
+            raise ValueError(f"max_value={self.max_value!r}; expected a finite number > 0 (the declared resolution)")
+
+    def outcomes(self):
+        return (R, I)
+
+    def decide(self, metrics):
+        value, lo, hi = self._interval(metrics)
+        shown, m = self._show(value, lo, hi), self._fmt(self.max_value)
+        if hi <= self.max_value:
+            return Decision(R, f"{shown}: resolved, the upper end is within the declared resolution {m}")
+        return Decision(I, f"{shown}: underpowered, the upper end exceeds the declared resolution {m}")
+
+
+@dataclass(frozen=True)
 class AllOf(Rule):
     """Conjunction. With the order not_reproduced < inconclusive < partially < reproduced, the
     verdict is the minimum over the components: any not_reproduced decides; else any inconclusive;
@@ -263,7 +295,7 @@ class AllOf(Rule):
         return Decision(worst.verdict, lead + (f" (others: {others})" if others else ""))
 
 
-FAMILIES = {c.family: c for c in (Superiority, NonInferiority, Equivalence, Direction, AllOf)}
+FAMILIES = {c.family: c for c in (Superiority, NonInferiority, Equivalence, Direction, Resolution, AllOf)}
 
 
 def from_spec(spec: dict) -> Rule:

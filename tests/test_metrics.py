@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,27 @@ def test_roc_auc():
 
 def test_fmt():
     assert metrics.fmt(metrics.metric(0.5, 0.4, 0.6, 10, "x"), scale=100, digits=1) == "50.0 [40.0, 60.0]"
+
+
+def test_seed_image_ci_carries_both_sources():
+    rng = np.random.default_rng(0)
+    correct = rng.random((400, 5)) < 0.7  # 400 images x 5 seeds, accuracy ~0.7
+
+    def per_seed(idx):
+        return correct[idx].mean(0)
+
+    m = metrics.seed_image_ci(per_seed, 400, seed=1)
+    assert m["value"] == pytest.approx(correct.mean()) and m["n"] == 5 and m["n_images"] == 400
+    # the image part alone is about the binomial SE of 2,000 draws; the interval is at least that wide
+    assert m["image_half_width"] == pytest.approx(1.96 * math.sqrt(0.21 / 2000), rel=0.35)
+    assert m["ci95"][1] - m["value"] >= max(m["image_half_width"], m["seed_half_width"]) - 1e-12
+    same = np.repeat(correct[:, :1], 5, axis=1)  # identical seeds: only image sampling remains
+    m1 = metrics.seed_image_ci(lambda idx: same[idx].mean(0), 400, seed=1)
+    assert m1["seed_half_width"] == 0 and m1["ci95"][1] - m1["value"] == pytest.approx(m1["image_half_width"])
+    wilson = metrics.wilson_ci(int(same[:, 0].sum()), 400)
+    assert (m1["ci95"][1] - m1["ci95"][0]) == pytest.approx(wilson[1] - wilson[0], rel=0.2)
+    assert metrics.seed_image_ci(per_seed, 400, seed=3) == metrics.seed_image_ci(per_seed, 400, seed=3)
+    with pytest.raises(ValueError, match="n_images"):
+        metrics.seed_image_ci(per_seed, 1)
+    with pytest.raises(ValueError, match="per_seed"):
+        metrics.seed_image_ci(lambda idx: np.array([np.nan]), 10)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nup_utils import metrics, results, verdicts
-from nup_utils.verdicts import AllOf, Direction, Equivalence, NonInferiority, Superiority
+from nup_utils.verdicts import AllOf, Direction, Equivalence, NonInferiority, Resolution, Superiority
 
 R, P, NR, I = verdicts.VERDICTS  # noqa: E741
 
@@ -23,6 +23,8 @@ RULES = [
     Direction("x", "+"),
     Direction("x", "-"),
     AllOf((Superiority("x", min_effect=0.1, full_effect=0.3), Direction("y", "+")), name="both"),
+    Resolution("x", max_value=0.05),
+    AllOf((Superiority("x", min_effect=0.1), Resolution("y", max_value=0.05)), name="precise"),
 ]
 
 # one input per outcome of every rule (the underpowered case of Superiority among them)
@@ -33,6 +35,7 @@ CASES = {
     3: {R: (-0.05, 0.05), NR: (0.1, 0.2), I: (0.05, 0.15)},
     4: {R: (0.01, 0.2), NR: (-0.2, -0.01), I: (-0.1, 0.1)},
     5: {R: (-0.2, -0.01), NR: (0.01, 0.2), I: (-0.1, 0.1)},
+    7: {R: (0.01, 0.05), I: (0.01, 0.06)},
 }
 
 
@@ -53,6 +56,18 @@ def test_all_of_reaches_every_outcome_and_takes_the_weakest():
     d = rule.decide(both((0.31, 0.4), (-0.3, -0.1)))
     assert d.verdict == NR and "contradicted" in d.reason and d.reason.startswith("both: decided by")
     assert set(rule.outcomes()) == set(verdicts.VERDICTS) and rule.metric_names() == ("x", "y")
+
+
+def test_resolution_makes_a_noisy_agreement_inconclusive_never_a_failure():
+    rule = RULES[8]
+    both = lambda a, b: {**_m(*a), **_m(*b, name="y")}  # noqa: E731
+    assert rule.decide(both((0.12, 0.2), (0.01, 0.04))).verdict == R
+    d = rule.decide(both((0.12, 0.2), (0.01, 0.09)))
+    assert d.verdict == I and "underpowered" in d.reason and "resolution" in d.reason
+    assert rule.decide(both((-0.1, 0.05), (0.01, 0.09))).verdict == NR  # a clear failure stays a failure
+    assert set(rule.outcomes()) == {R, NR, I}
+    with pytest.raises(ValueError, match="max_value"):
+        Resolution("x", max_value=0)
 
 
 def test_underpowered_is_inconclusive_and_said():
