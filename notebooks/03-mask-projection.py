@@ -323,8 +323,9 @@ share_seed = [float(geo[s]["share_aux"].mean()) for s in SEEDS]
 
 ts = np.linspace(0, 2.0, runtime.pick(P, smoke=3, quick=11, full=21))
 n_prof = min(len(x_att), runtime.pick(P, smoke=8, quick=200, full=500))
-xt = TF["sbde"](x_att[:n_prof])
-_, g0 = sbde._input_grad(model["sbde", s0], xt, y_att[:n_prof])
+prof = data.balanced_indices(y_att.cpu(), n_prof, seed=SEED + 17).to(device)  # x_att is class-ordered
+xt, y_prof = TF["sbde"](x_att[prof]), y_att[prof]
+_, g0 = sbde._input_grad(model["sbde", s0], xt, y_prof)
 pgen = sbde.seed_generator(SEED + 11)
 profiles = {}
 for which in ("aux", "orig"):
@@ -332,7 +333,7 @@ for which in ("aux", "orig"):
         d = sbde.subspace_direction(
             xt.shape, mask, which, grad=g0 if dname == "gradient" else None, gen=pgen if dname == "random" else None
         ).to(device)
-        profiles[which, dname] = sbde.loss_profile(model["sbde", s0], xt, y_att[:n_prof], d, ts)
+        profiles[which, dname] = sbde.loss_profile(model["sbde", s0], xt, y_prof, d, ts)
 fig, axes = plotting.plt.subplots(1, 2, figsize=(11, 3.6))
 for (which, dname), prof in profiles.items():
     axes[0].plot(

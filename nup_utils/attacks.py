@@ -85,17 +85,21 @@ class _Attack:
     def _mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
         return None if self.mask is None else self.mask.to(device=x.device, dtype=x.dtype)
 
-    def _grad(self, model, x_adv, y, eot: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient of the summed per-sample loss w.r.t. x_adv (averaged over eot draws) and the loss."""
+    def _grad(self, model, x_adv, y, eot: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gradient of the summed per-sample loss w.r.t. x_adv (averaged over eot draws), the loss (N,) and
+        the share of draws that misclassify (N,), all from the same forward passes."""
         g_sum, l_sum = torch.zeros_like(x_adv), torch.zeros(len(x_adv), device=x_adv.device)
+        wrong = torch.zeros(len(x_adv), device=x_adv.device)
         for _ in range(eot):
             xr = x_adv.detach().requires_grad_(True)
             inp = self.transform(xr) if self.transform is not None else xr
-            per = attack_loss(model(inp).float(), y, self.loss)
+            logits = model(inp).float()
+            per = attack_loss(logits, y, self.loss)
             (g,) = torch.autograd.grad(per.sum(), xr)
             g_sum += g
             l_sum += per.detach()
-        return g_sum / eot, l_sum / eot
+            wrong += (logits.detach().argmax(1) != y).float()
+        return g_sum / eot, l_sum / eot, wrong / eot
 
     def _project(self, x: torch.Tensor, delta: torch.Tensor, mask) -> torch.Tensor:
         if mask is not None:
@@ -130,7 +134,7 @@ class FGSM(_Attack):
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mask = self._mask_for(x)
         with eval_mode(model):
-            g, _ = self._grad(model, x, y)
+            g, _, _ = self._grad(model, x, y)
             if mask is not None:
                 g = g * mask
             delta = self._project(x, self.eps * self._step_dir(g), mask)
@@ -138,8 +142,11 @@ class FGSM(_Attack):
 
 
 class PGD(_Attack):
-    """Projected gradient descent with random start and restarts; per sample, the restart with a
-    misclassification (else the highest loss) is kept."""
+    """Projected gradient descent with random start and restarts. Per sample, the worst case over every
+    iterate of every restart is kept: an iterate that misclassifies (in most of the ``eot`` draws) beats
+    one that does not, then the higher loss wins; so a success found mid-way is never lost.
+    Random starts come from one generator seeded with ``seed`` when the attack is built, so successive
+    batches get different start noise and the same sequence of calls gives the same result."""
 
     def __init__(
         self,
@@ -163,6 +170,7 @@ class PGD(_Attack):
                 raise ValueError(f"{name}={v!r}; expected an int >= 1")
         self.steps, self.restarts, self.eot = steps, restarts, eot
         self.random_start, self.seed = bool(random_start), seed
+        self._gen = make_generator(seed)  # advances across calls: every batch its own start noise
 
     def __repr__(self):
         return (
@@ -173,11 +181,12 @@ class PGD(_Attack):
     def _init_delta(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if not self.random_start:
             return torch.zeros_like(x)
+        dev = gen.device  # drawn on the generator's device, then moved: the same noise on any device
         if self.norm == "linf":
-            d = (torch.rand(x.shape, generator=gen) * 2 - 1) * self.eps
+            d = (torch.rand(x.shape, generator=gen, device=dev) * 2 - 1) * self.eps
         else:  # uniform in the L2 ball: gaussian direction, radius eps * U^(1/d)
-            d = torch.randn(x.shape, generator=gen)
-            r = torch.rand(x.shape[0], generator=gen) ** (1.0 / x[0].numel())
+            d = torch.randn(x.shape, generator=gen, device=dev)
+            r = torch.rand(x.shape[0], generator=gen, device=dev) ** (1.0 / x[0].numel())
             d = (
                 d
                 / d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
@@ -186,24 +195,35 @@ class PGD(_Attack):
         return d.to(device=x.device, dtype=x.dtype)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        gen = make_generator(self.seed)
         mask = self._mask_for(x)
         best = x.clone()
         best_score = torch.full((len(x),), -float("inf"), device=x.device)
         with eval_mode(model):
             for _ in range(self.restarts):
-                delta = self._project(x, self._init_delta(x, gen), mask)
-                for _ in range(self.steps):
-                    g, _ = self._grad(model, x + delta, y, self.eot)
-                    delta = self._project(x, delta + self.step * self._step_dir(g), mask)
-                x_adv = (x + delta).detach()
-                with torch.no_grad():
-                    logits = self._predict(model, x_adv)
-                    score = attack_loss(logits, y, self.loss) + 1e6 * (logits.argmax(1) != y).float()
-                better = score > best_score
-                best[better] = x_adv[better]
-                best_score = torch.where(better, score, best_score)
+                delta = self._project(x, self._init_delta(x, self._gen), mask)
+                for t in range(self.steps + 1):  # score every iterate, the last one included
+                    x_t = (x + delta).detach()
+                    if t < self.steps:
+                        g, loss, wrong = self._grad(model, x_t, y, self.eot)
+                    else:
+                        with torch.no_grad():
+                            loss, wrong = self._score(model, x_t, y)
+                    score = loss + 1e6 * (wrong > 0.5).float()
+                    better = score > best_score
+                    best[better] = x_t[better]
+                    best_score = torch.where(better, score, best_score)
+                    if t < self.steps:
+                        delta = self._project(x, delta + self.step * self._step_dir(g), mask)
         return best.detach()
+
+    def _score(self, model, x_adv, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and share of misclassifying draws (N,) over eot draws, without gradients."""
+        l_sum, wrong = torch.zeros(len(x_adv), device=x_adv.device), torch.zeros(len(x_adv), device=x_adv.device)
+        for _ in range(self.eot):
+            logits = self._predict(model, x_adv)
+            l_sum += attack_loss(logits, y, self.loss)
+            wrong += (logits.argmax(1) != y).float()
+        return l_sum / self.eot, wrong / self.eot
 
 
 def robust_correct(

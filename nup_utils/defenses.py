@@ -83,8 +83,8 @@ def random_mask(n: int, h: int, w: int, r: float, gen: torch.Generator, device=N
     """bool (N, h, w) with exactly round(r*h*w) random positions per sample (drawn on the CPU from gen)."""
     r = _check_fraction("r", r)
     k = int(round(r * h * w))
-    order = torch.rand(n, h * w, generator=gen).argsort(1)[:, :k]
-    mask = torch.zeros(n, h * w, dtype=torch.bool)
+    order = torch.rand(n, h * w, generator=gen, device=gen.device).argsort(1)[:, :k]
+    mask = torch.zeros(n, h * w, dtype=torch.bool, device=gen.device)
     mask.scatter_(1, order, True)
     return mask.view(n, h, w).to(device)
 

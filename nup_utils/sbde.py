@@ -330,7 +330,7 @@ def subspace_direction(
         raise ValueError(f"which={which!r}; allowed values: aux, orig")
     if (grad is None) == (gen is None):
         raise ValueError("give exactly one of grad= (gradient direction) or gen= (random direction)")
-    d = grad.detach().cpu() if grad is not None else torch.randn(shape, generator=gen)
+    d = grad.detach().cpu() if grad is not None else torch.randn(shape, generator=gen, device=gen.device).cpu()
     m = mask.cpu().expand(shape)
     d = d * (m if which == "aux" else ~m)
     return d / d.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
@@ -381,7 +381,8 @@ def min_adv_eps(
         raise ValueError(f"eps_grid={eps_grid}; expected a non-empty increasing sequence")
     with torch.no_grad(), eval_mode(model):
         clean_ok = model(x).argmax(1) == y
-    out = torch.where(clean_ok, torch.full((len(x),), float("inf")), torch.zeros(len(x))).to(x.device)
+    inf, zero = torch.full((len(x),), float("inf"), device=x.device), torch.zeros(len(x), device=x.device)
+    out = torch.where(clean_ok, inf, zero)  # every tensor on x's device (a CPU tensor here crashed on a GPU)
     for e in eps_grid:
         todo = torch.isinf(out)
         if not todo.any():

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from .runtime import eval_mode, progress_disabled
 
+CPU = torch.device("cpu")  # the estimators accumulate in float64 on the CPU, whatever device the model is on
 STATES = ("loss", "exp", "envelope")
 GAUSSIAN_STATES = ("loss", "exp")  # states with a Gaussian (minimum-uncertainty) test loss, gaussian_loss
 QUANTITIES = ("x_mean", "dx", "dp", "product", "half_c", "boundary")
@@ -58,8 +59,8 @@ class Box:
     hi: torch.Tensor
 
     def __post_init__(self):
-        self.lo = torch.as_tensor(self.lo, dtype=torch.float64).flatten()
-        self.hi = torch.as_tensor(self.hi, dtype=torch.float64).flatten()
+        self.lo = torch.as_tensor(self.lo, dtype=torch.float64, device=CPU).flatten()
+        self.hi = torch.as_tensor(self.hi, dtype=torch.float64, device=CPU).flatten()
         if self.lo.shape != self.hi.shape or self.lo.numel() == 0:
             raise ValueError(
                 f"Box: lo and hi need the same non-empty shape, got {tuple(self.lo.shape)} and {tuple(self.hi.shape)}"
@@ -87,7 +88,7 @@ def pixel_box(dim: int) -> Box:
     """The pixel box [0, 1]^dim (P1's domain, [recon])."""
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim={dim!r}; expected a positive int")
-    return Box(torch.zeros(dim), torch.ones(dim))
+    return Box(torch.zeros(dim, device=CPU), torch.ones(dim, device=CPU))
 
 
 class UniformSampler:
@@ -97,8 +98,8 @@ class UniformSampler:
         return "UniformSampler()"
 
     def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        u = torch.rand(n, box.dim, generator=gen, dtype=torch.float64)
-        return box.lo + (box.hi - box.lo) * u, torch.full((n,), -box.log_volume, dtype=torch.float64)
+        u = torch.rand(n, box.dim, generator=gen, dtype=torch.float64, device=CPU)
+        return box.lo + (box.hi - box.lo) * u, torch.full((n,), -box.log_volume, dtype=torch.float64, device=CPU)
 
 
 class DataMixtureSampler:
@@ -107,7 +108,7 @@ class DataMixtureSampler:
     psi^2 / q bounded. centres: (M, D) points in the box; sigma > 0 in input units."""
 
     def __init__(self, centres: torch.Tensor, *, sigma: float, defensive: float = 0.1):
-        self.centres = torch.as_tensor(centres, dtype=torch.float64).flatten(1)  # (M, D)
+        self.centres = torch.as_tensor(centres, dtype=torch.float64, device=CPU).flatten(1)  # (M, D)
         if self.centres.shape[0] < 1:
             raise ValueError("DataMixtureSampler: centres must hold at least one point")
         if not (isinstance(sigma, (int, float)) and sigma > 0):
@@ -146,9 +147,9 @@ class DataMixtureSampler:
     def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if self.centres.shape[1] != box.dim:
             raise ValueError(f"centres have dim {self.centres.shape[1]} but the box has dim {box.dim}")
-        use_uni = torch.rand(n, generator=gen, dtype=torch.float64) < self.defensive
+        use_uni = torch.rand(n, generator=gen, dtype=torch.float64, device=CPU) < self.defensive
         j = torch.randint(0, self.centres.shape[0], (n,), generator=gen)
-        u = torch.rand(n, box.dim, generator=gen, dtype=torch.float64)
+        u = torch.rand(n, box.dim, generator=gen, dtype=torch.float64, device=CPU)
         fa, fb = self._bounds(box)
         z = torch.special.ndtri((fa[j] + u * (fb[j] - fa[j])).clamp(1e-300, 1 - 1e-16))  # inverse-CDF truncated normal
         x_tn = (self.centres[j] + self.sigma * z).clamp(box.lo, box.hi)
@@ -171,12 +172,12 @@ class EnvelopeSampler:
         return (4 * torch.log(torch.sin(math.pi * u)) - math.log(3 / 8) - torch.log(h)).sum(1)
 
     def __call__(self, n: int, box: Box, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        u = torch.empty(n, box.dim, dtype=torch.float64)
-        todo = torch.ones(n, box.dim, dtype=torch.bool)
+        u = torch.empty(n, box.dim, dtype=torch.float64, device=CPU)
+        todo = torch.ones(n, box.dim, dtype=torch.bool, device=CPU)
         while bool(todo.any()):  # ~ log(n D) / log(8/5) rounds; every round draws for the entries still open
             idx = todo.nonzero(as_tuple=True)
-            cand = torch.rand(len(idx[0]), generator=gen, dtype=torch.float64)
-            acc = torch.rand(len(cand), generator=gen, dtype=torch.float64) < torch.sin(math.pi * cand) ** 4
+            cand = torch.rand(len(idx[0]), generator=gen, dtype=torch.float64, device=CPU)
+            acc = torch.rand(len(cand), generator=gen, dtype=torch.float64, device=CPU) < torch.sin(math.pi * cand) ** 4
             sel = tuple(i[acc] for i in idx)
             u[sel], todo[sel] = cand[acc], False
         x = box.lo + (box.hi - box.lo) * u
@@ -258,9 +259,9 @@ class _Sums:
 
     def __init__(self, groups: int, dim: int):
         self.ref = -math.inf
-        self.s0 = torch.zeros(groups, dtype=torch.float64)
-        self.s00 = torch.zeros(groups, dtype=torch.float64)
-        self.s = torch.zeros(groups, len(self.FEATURES), dim, dtype=torch.float64)
+        self.s0 = torch.zeros(groups, dtype=torch.float64, device=CPU)
+        self.s00 = torch.zeros(groups, dtype=torch.float64, device=CPU)
+        self.s = torch.zeros(groups, len(self.FEATURES), dim, dtype=torch.float64, device=CPU)
 
     def add(self, x, log_w, score, group):
         """x, score (N, D); log_w (N,); group (N,) int64 group index of each sample."""
@@ -413,7 +414,7 @@ class UncertaintyEstimator:
         starts = range(0, self.n_samples, self.batch_size)
         for start in tqdm(starts, desc=desc, disable=not self.progress or progress_disabled(), leave=False):
             n = min(self.batch_size, self.n_samples - start)
-            group = torch.arange(start, start + n) % self.groups  # samples dealt round-robin into groups
+            group = torch.arange(start, start + n, device=CPU) % self.groups  # samples dealt round-robin into groups
             for sampler, states in plan:  # one forward + one backward per proposal and batch
                 x, log_q = sampler(n, box, gen)  # (n, D) float64, (n,)
                 loss, grad = loss_and_grad(loss_fn, x)
@@ -436,8 +437,8 @@ def _quadrature_once(loss_fn, box, panels, order, states, chunk) -> dict[str, Es
     axes, wts = [], []
     for i in range(box.dim):
         x_i, w_i = gauss_legendre_axis(float(box.lo[i]), float(box.hi[i]), panels, order)
-        axes.append(torch.tensor(x_i, dtype=torch.float64))
-        wts.append(torch.tensor(w_i, dtype=torch.float64))
+        axes.append(torch.tensor(x_i, dtype=torch.float64, device=CPU))
+        wts.append(torch.tensor(w_i, dtype=torch.float64, device=CPU))
     x = torch.cartesian_prod(*axes).reshape(-1, box.dim)  # (n^D, D)
     log_wq = torch.log(torch.cartesian_prod(*wts).reshape(-1, box.dim)).sum(1)  # log quadrature weight
     sums = {s: _Sums(1, box.dim) for s in states}
@@ -446,7 +447,7 @@ def _quadrature_once(loss_fn, box, panels, order, states, chunk) -> dict[str, Es
         loss, grad = loss_and_grad(loss_fn, xb)
         for s in states:
             log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i : i + chunk], xb, box)  # q = 1 / weight
-            sums[s].add(xb, log_w, score, torch.zeros(len(xb), dtype=torch.int64))
+            sums[s].add(xb, log_w, score, torch.zeros(len(xb), dtype=torch.int64, device=CPU))
     return {s: _finalize(s, sums[s], len(x)) for s in states}
 
 
@@ -523,7 +524,7 @@ def quadrature(
 def gaussian_loss(mu: torch.Tensor, sigma: float, state: str) -> Callable:
     """A loss whose state is the Gaussian with mean mu and std sigma in rho = psi^2 (minimum-uncertainty state:
     dx = sigma, dp = 1/(2 sigma), P = 1/2 and C = 1 when the box holds the Gaussian's mass)."""
-    mu = torch.as_tensor(mu, dtype=torch.float64).flatten()
+    mu = torch.as_tensor(mu, dtype=torch.float64, device=CPU).flatten()
     if state == "exp":  # rho ~ exp(-l)
         return lambda x: ((x - mu) ** 2).sum(1) / (2 * sigma**2)
     if state == "loss":  # psi ~ l
@@ -535,7 +536,7 @@ def logistic_loss(w: torch.Tensor, b: float, y: int = 1) -> Callable:
     """Logistic loss softplus(-y (w.x + b)) of a linear model; y in {-1, +1}."""
     if y not in (-1, 1):
         raise ValueError(f"y={y!r}; allowed values: -1, 1")
-    w = torch.as_tensor(w, dtype=torch.float64).flatten()
+    w = torch.as_tensor(w, dtype=torch.float64, device=CPU).flatten()
     return lambda x: F.softplus(-y * (x.to(torch.float64) @ w + b))
 
 
@@ -546,7 +547,10 @@ def boundary_term_1d(loss_fn: Callable, lo: float, hi: float, state: str, **quad
     q = quadrature(loss_fn, box, states=(state,), **quad_kwargs)[state]
     x_bar = float(q["x_mean"])
     xs, w = gauss_legendre_axis(lo, hi, q.extra["panels"], q.extra["order"])
-    xs, ends = torch.tensor(xs, dtype=torch.float64)[:, None], torch.tensor([[lo], [hi]], dtype=torch.float64)
+    xs, ends = (
+        torch.tensor(xs, dtype=torch.float64, device=CPU)[:, None],
+        torch.tensor([[lo], [hi]], dtype=torch.float64, device=CPU),
+    )
 
     def psi2(v):  # psi_tilde^2 at points v (N, 1)
         if state == "exp":
@@ -555,7 +559,7 @@ def boundary_term_1d(loss_fn: Callable, lo: float, hi: float, state: str, **quad
         return loss_fn(v) ** 2 * env
 
     with torch.no_grad():
-        norm = float((psi2(xs) * torch.tensor(w)).sum())
+        norm = float((psi2(xs) * torch.tensor(w, device=CPU)).sum())
         p2 = psi2(ends) / norm
     return float((hi - x_bar) * p2[1] - (lo - x_bar) * p2[0])
 
@@ -601,7 +605,7 @@ def class_maps(
     for s in out:
         for part in ("values", "se"):
             out[s][part] = {q: torch.stack(v) for q, v in out[s][part].items()}
-        out[s]["ess"] = torch.tensor(out[s]["ess"])
+        out[s]["ess"] = torch.tensor(out[s]["ess"], device=CPU)
     return out
 
 

@@ -134,3 +134,32 @@ def test_input_gradient_matches_autograd_and_restores_mode(trained):
     _, _, pred = attacks.input_gradient(model, x[:8])
     assert torch.equal(pred, model(x[:8]).argmax(1))
     model.zero_grad(set_to_none=True)
+
+
+class _Band(torch.nn.Module):
+    """Toy 1-pixel classifier: class 1 wins only in a narrow band around x = 0.55 (logit 1 - 1000 (x - 0.55)^2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the model a device
+
+    def forward(self, x):
+        f = 1 - 1000 * (x.flatten(1).mean(1) - 0.55) ** 2 + 0 * self.anchor
+        return torch.stack([torch.zeros_like(f), f], 1)
+
+
+def test_pgd_keeps_a_success_found_mid_way():
+    # from 0.5 a step of 0.08 lands in the band (0.58, misclassified), the next step overshoots back to 0.50
+    # (correct again): the last iterate fails, the attack must still return the successful one
+    model, x, y = _Band(), torch.full((1, 1, 1, 1), 0.5), torch.zeros(1, dtype=torch.long)
+    xa = attacks.PGD(eps=0.3, step=0.08, steps=2, random_start=False)(model, x, y)
+    assert float(xa) == pytest.approx(0.58) and int(model(xa).argmax(1)) == 1
+    assert int(model(x).argmax(1)) == 0  # the last iterate (back at 0.50) is classified correctly
+
+
+def test_pgd_random_starts_differ_between_batches_and_reproduce(trained):
+    model, x, y = trained
+    atk = attacks.PGD(eps=EPS, step=EPS / 4, steps=1, seed=3)
+    first, second = atk(model, x[:8], y[:8]), atk(model, x[:8], y[:8])
+    assert not torch.equal(first, second)  # the generator advances: a new batch gets new start noise
+    assert torch.equal(first, attacks.PGD(eps=EPS, step=EPS / 4, steps=1, seed=3)(model, x[:8], y[:8]))
