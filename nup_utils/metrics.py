@@ -141,6 +141,63 @@ def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
     return metric(roc_auc_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(y.sum()))
 
 
+def _group_aurocs(y: np.ndarray, s: np.ndarray, g: np.ndarray, used: Sequence) -> np.ndarray:
+    from sklearn.metrics import roc_auc_score
+
+    return np.array([roc_auc_score(y[g == k], s[g == k]) for k in used])
+
+
+def within_group_auroc_value(labels, scores, groups, *, min_per_class: int = 2) -> float:
+    """The point value of ``within_group_auroc`` (no interval), e.g. to choose among scores on validation."""
+    return within_group_auroc(labels, scores, groups, min_per_class=min_per_class, n_boot=0)["value"]
+
+
+def within_group_auroc(
+    labels, scores, groups, *, minus=None, n_boot: int = 1000, seed: int = 0, min_per_class: int = 2
+) -> dict:
+    """AUROC inside each group (e.g. question category), pooled as the n-weighted mean over the groups
+    that hold at least ``min_per_class`` of each class; a score that only recognizes the group gets 0.5.
+    ``minus``: a second score on the same items; the value is then the paired difference of the two
+    pooled AUROCs. 95% percentile interval from a bootstrap that resamples within every group x class
+    cell (the same resample for both scores). Groups left out are counted in ``n_excluded``."""
+    y, s, g = _as_np(labels).astype(int).ravel(), _as_np(scores).ravel(), np.asarray(groups).ravel()
+    s2 = None if minus is None else _as_np(minus).ravel()
+    if not (y.shape == s.shape == g.shape) or (s2 is not None and s2.shape != y.shape):
+        raise ValueError(f"labels, scores, groups (and minus) differ in length: {y.size}, {s.size}, {g.size}")
+    if isinstance(min_per_class, bool) or not isinstance(min_per_class, int) or min_per_class < 1:
+        raise ValueError(f"min_per_class={min_per_class!r}; expected an int >= 1")
+    keys = sorted(set(g.tolist()), key=str)
+    used = [k for k in keys if min(int(y[g == k].sum()), int((1 - y[g == k]).sum())) >= min_per_class]
+    if not used:
+        raise ValueError(f"no group holds >= {min_per_class} items of each class; AUROC within groups is undefined")
+    w = np.array([(g == k).sum() for k in used], float)
+
+    def pooled(yy, ss, gg):
+        return float(np.sum(w * _group_aurocs(yy, ss, gg, used)) / w.sum())
+
+    def value(idx):
+        v = pooled(y[idx], s[idx], g[idx])
+        return v if s2 is None else v - pooled(y[idx], s2[idx], g[idx])
+
+    cells = [np.flatnonzero((g == k) & (y == c)) for k in used for c in (0, 1)]
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate(cells)
+    if n_boot == 0:  # point value only (within_group_auroc_value)
+        return {"value": value(keep)}
+    boots = [value(np.concatenate([rng.choice(c, c.size) for c in cells])) for _ in range(n_boot)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    per = _group_aurocs(y, s, g, used)
+    return metric(
+        value(keep),
+        lo,
+        hi,
+        int(w.sum()),
+        f"n-weighted mean over {len(used)} groups; bootstrap-{n_boot} within group x class",
+        per_group={str(k): {"auroc": float(a), "n": int(n)} for k, a, n in zip(used, per, w)},
+        n_excluded=int(y.size - w.sum()),
+    )
+
+
 def stratified_bootstrap(
     y: np.ndarray, s: np.ndarray, stat: Callable, *, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
