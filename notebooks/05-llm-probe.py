@@ -586,16 +586,42 @@ print(results.verdict_lines(claims))
 
 # %% [markdown]
 # ## What this shows / limits
-#
-# - The numbers above are for a **synthetic** world and a **tiny** model trained for seconds on a CPU;
-#   they test whether the probe's signal exists where the ground truth is known and exposure is
-#   controlled, not how it behaves on a production LLM. The paper's AUROC (printed above) is on a different
-#   benchmark with different (unknown) models and labels; it is shown for reference, not compared.
-# - Errors here are mostly unseen or rarely seen *exceptions* answered with the family rule: a kind of
-#   hallucination by over-generalization. Other kinds (no knowledge at all, ambiguous questions,
-#   multi-token answers) are not covered by the fact world; the QA path covers them for real models.
-# - Probe variant and baseline are chosen on validation entities, so the test numbers are not
-#   optimistically selected; with 3 seeds the across-seed intervals are wide (t with 2 d.o.f.).
-# - The real-model path ran only with a random tiny model here (no downloads possible); its metrics
-#   are meaningless by design. Alias matching is whole-word and lenient (any alias anywhere in the
-#   first line of the answer), which can count a lucky number as correct.
+# The numbers in the bullets below are computed from this run.
+
+# %%
+c = test_run["cost"]
+within_aucs = {
+    k: d["auroc_within_category"]["value"]
+    for k, d in real["detection"].items()
+    if k.count("/") == 2 and d.get("auroc_within_category")
+}
+display(
+    Markdown(
+        f"""- **Real model.** {lm.info["name"]} ({lm.info["n_params"] / 1e6:.0f}M parameters) is a small model: it answers
+  {real["test_accuracy"]["value"]:.1%} of the {real["n_test"]} test questions correctly with the fixed wording
+  {choice["wording"]!r}, so most "hallucinations" here are confident wrong answers of a weak model, and the paper's
+  LLMs (unknown to us) are much larger. One model, one benchmark: the intervals carry question sampling only.
+- **Confound.** The probe's pooled test AUROC is {metrics.fmt(real["detection"][choice["variant"]]["auroc"])}
+  and the category-alone reference's {metrics.fmt(real["detection"]["category_alone"]["auroc"])}; the verdict
+  uses the AUROC within category, {metrics.fmt(real["detection"][choice["variant"]]["auroc_within_category"])}.
+- **Direction.** The paper's direction (weak coupling = risk) was fixed before any number. Over the chosen loss's
+  variants, test AUROC within category ranges from {min(within_aucs.values()):.3f} to {max(within_aucs.values()):.3f};
+  a value far below 0.5 would mean that *strong* coupling flags errors here, the opposite of the claim
+  (an observation, not a tested rule).
+- **Choices.** Wording, probe variant ({choice["variant"]}) and baseline ({choice["baseline"]}) were chosen on
+  {choice["n_val"]} validation questions; the test split reports only the chosen loss's variants. Our wordings
+  are {len(wordings)} instructions, not the paper's paraphrases (unknown).
+- **Grading** is lenient (an alias anywhere in the first line of the answer, more often than in the question):
+  a lucky number can count as correct. Unanswered: {sum(v["unanswered"] for v in real["grades"].values())};
+  answers cut at {MAX_NEW_TOKENS} tokens: {sum(v["truncated"] for v in real["grades"].values())} over all wordings
+  (counted as graded, usually wrong).
+- **Cost** on this CPU ({c["threads"]} threads): the probe ({len(test_run["losses"])} loss) costs
+  {c["probe_sec_per_prompt"] / c["forward_sec_per_prompt"]:.1f}x a forward pass and
+  {c["probe_sec_per_prompt"] / c["greedy_decode_sec_per_prompt"]:.1f}x a greedy answer of at most {MAX_NEW_TOKENS} tokens.
+- **Fact world.** A synthetic world and a tiny model trained for seconds: it tests whether the signal exists
+  where the truth and the exposure are controlled ({N_SEEDS} seeds, t-intervals with {N_SEEDS - 1} d.o.f.).
+  Its errors are mostly rarely seen *exceptions* answered with the family rule (over-generalization).
+- The paper's AUROC ({paper.fmt("p2_auroc")}) is on a different benchmark with different models and labels;
+  it is shown for reference, not compared."""
+    )
+)

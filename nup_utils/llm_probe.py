@@ -54,10 +54,10 @@ def hf_encoder(
             padding=True,
             truncation=max_length is not None,
             max_length=max_length,
-            return_tensors="pt",
+            return_tensors="np",  # numpy -> torch.from_numpy: CPU tensors whatever the default device
             add_special_tokens=add_special_tokens,
         )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return {k: torch.from_numpy(enc[k]).long() for k in ("input_ids", "attention_mask")}
 
     return encode
 
@@ -145,7 +145,7 @@ class PrefillProbe:
                     out[f"{loss}/{name}/last_k"] = (c * lastk).sum(1) / lastk.sum(1)
                 if j == 0:
                     out["grad_norm"] = (G.norm(dim=-1) * m).sum(1) / m.sum(1)
-        out["saved_bytes"] = torch.full((B,), box["bytes"] / B)
+        out["saved_bytes"] = torch.full((B,), box["bytes"] / B, device=device)
         return {k: v.detach().cpu() for k, v in out.items()}
 
     def score(self, prompts: list[str], *, with_grad: bool = True, desc: str = "probe") -> dict:
@@ -303,8 +303,9 @@ def greedy_decode(
         for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False):
             idx = order[i : i + batch_size]
             enc = tokenizer(
-                [prompts[j] for j in idx], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+                [prompts[j] for j in idx], return_tensors="np", padding=True, add_special_tokens=add_special_tokens
             )
+            enc = {k: torch.from_numpy(enc[k]).long() for k in ("input_ids", "attention_mask")}
             out = model.generate(
                 input_ids=enc["input_ids"].to(device),
                 attention_mask=enc["attention_mask"].to(device),
@@ -423,21 +424,6 @@ def load_qa(path: str | Path | None = None) -> list[dict]:
     if len({q["id"] for q in out}) != len(out):
         raise ValueError(f"{path.name}: duplicate question ids")
     return out
-
-
-def qa_prompt(question: str) -> str:
-    return f"Question: {question}\nAnswer:"
-
-
-def load_hf_model(model_name: str, device: torch.device | str = "cpu"):
-    """(model, tokenizer) from the Hugging Face hub or a local folder (needs internet or a local copy)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_name)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_name).to(device).eval()
-    return model, tok
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -564,51 +550,3 @@ def word_tokenizer_for(texts: list[str]):
 
     words = sorted({w for t in texts for w in t.split()} - set(factworld.SPECIAL))
     return factworld.build_tokenizer(list(factworld.SPECIAL) + words)
-
-
-def evaluate_qa(
-    model,
-    tokenizer,
-    questions: list[dict],
-    *,
-    encode=None,
-    loss: str = "greedy_nll",
-    max_new_tokens: int = 16,
-    batch_size: int = 16,
-    k_samples: int = 0,
-    gen: torch.Generator | None = None,
-    n_boot: int = 1000,
-) -> dict:
-    """Probe + baselines (+ optional sampling agreement) on a QA list; label = greedy answer matches
-    no alias (hallucinated). Metrics are None where only one class occurs (e.g. a random model)."""
-    if not questions:
-        raise ValueError("questions is empty")
-    if k_samples and gen is None:
-        raise ValueError("k_samples > 0 needs gen=torch.Generator(...)")
-    encode = encode or hf_encoder(tokenizer)
-    prompts = [qa_prompt(q["question"]) for q in questions]
-    probe = PrefillProbe(model, encode, loss=loss, batch_size=batch_size)
-    scores = probe.score(prompts, desc="probe qa")
-    answers = decode_answers(model, encode, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    correct = np.array([answer_matches(a, q["answers"]) for a, q in zip(answers, questions)])
-    risks = risk_scores(scores)
-    cost = {
-        "probe_sec_per_prompt": scores["sec_per_prompt"],
-        "probe_saved_bytes_per_prompt": scores["saved_bytes_per_prompt"],
-    }
-    if k_samples:
-        samp = SamplingAgreement(
-            model, encode, tokenizer, k=k_samples, max_new_tokens=max_new_tokens, batch_size=batch_size
-        ).score(prompts, gen=gen)
-        risks["sampling_agreement"] = samp["risk"]
-        cost["sampling_sec_per_prompt"] = samp["sec_per_prompt"]
-    halluc = (~correct).astype(int)
-    return {
-        "probe": repr(probe),
-        "answers": answers,
-        "correct": correct,
-        "risks": risks,
-        "cost": cost,
-        "popularity": np.array([q["popularity"] for q in questions]),
-        "metrics": {k: detection_metrics(halluc, r, n_boot=n_boot) for k, r in risks.items()},
-    }

@@ -73,3 +73,18 @@ def test_defenses_and_estimator_on_the_inputs_device(foreign_default_device):
     est = U.UncertaintyEstimator(n_samples=32, batch_size=16, groups=4)
     maps = U.class_maps(model, (1, 28, 28), [0], est, U.pixel_box(784), seed=0)
     assert maps["envelope"]["values"]["product"].device.type == "cpu"
+
+
+def test_llm_probe_and_decoding_on_the_models_device():
+    from nup_utils import llm_models, llm_probe, qa_probe
+
+    qs = llm_probe.load_qa()[:4]
+    words = dict(list(qa_probe.WORDINGS.items())[:2])
+    texts = [llm_models.PromptFormat(object(), w)(q["question"]) for q in qs for w in words.values()]
+    lm = llm_models.tiny_random_lm(texts + [a for q in qs for a in q["answers"]], seed=0)  # on the CPU
+    torch.set_default_device("meta")
+    try:
+        run = qa_probe.run_model(lm, qs, words, max_new_tokens=2, probe_batch=2, decode_batch=2, n_cost=2)
+    finally:
+        torch.set_default_device(None)
+    assert run["grade"].shape == (4, 2) and all(v.shape == (4, 2) for v in run["risk"].values())
