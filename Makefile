@@ -48,8 +48,8 @@ UV_VERSION ?= 0.13.9
 # the lock tool lives in its own venv (.venv-lock), installed on first use at a pinned version
 lock:
 	@test -x .venv-lock/bin/uv || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet "uv==$(UV_VERSION)"; }
-	.venv-lock/bin/uv pip compile pyproject.toml --extra smollm2 --excludes lock-excludes.txt --generate-hashes \
-	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	.venv-lock/bin/uv pip compile pyproject.toml --extra smollm2 --excludes lock-excludes.txt --overrides lock-overrides.txt \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 # notebooks are paired with percent scripts (pyproject [tool.jupytext]); edit either, then sync
 sync: env

@@ -427,8 +427,8 @@ headline = {a: per_seed(lambda s: torch.stack([worst(a, s, e).float() for e in E
 naive = {
     a: per_seed(lambda s: torch.stack([res[a][s][e][naive_name(a)].float() for e in EPS_RUN]).mean(0)) for a in ARMS
 }
-# intervals: two-level bootstrap over test images and training seeds (defenses.seed_image_bootstrap)
-sib = lambda v: defenses.seed_image_bootstrap(v.numpy(), seed=SEED)  # noqa: E731
+# intervals: two-level bootstrap over test images and training seeds (metrics.image_seed_bootstrap)
+sib = lambda v: metrics.image_seed_bootstrap(v.numpy(), seed=SEED)  # noqa: E731
 clean_acc = {a: sib(per_seed(lambda s: res[a][s]["clean"])) for a in ARMS}  # all N_TEST images
 clean_atk = {a: float(per_seed(lambda s: res[a][s]["clean"][atk_idx]).mean()) for a in ARMS}  # attacked subset
 table = {}
@@ -545,16 +545,19 @@ claims.append(
 med_corr = np.array([float(nup[a]["corr"].median()) for a in ARMS])
 rob = np.array([float(headline[a].mean()) for a in ARMS])
 rho, p_rho = defenses.spearman(med_corr, rob)
-rng = np.random.default_rng(SEED)
-rho_boot = []
-for _ in range(200):
-    i = torch.as_tensor(rng.integers(0, N, N))
+
+
+def rho_of(i):  # Spearman rho across arms of (median coupling, robust accuracy) on resampled images i
+    i = torch.as_tensor(i)
     rb = [float(headline[a][i].mean()) for a in ARMS]
     mc = [float(nup[a]["corr"][i].median()) for a in ARMS]
-    rho_boot.append(defenses.spearman(mc, rb)[0] if len(set(rb)) > 1 and len(set(mc)) > 1 else 0.0)
-rho_m = metrics.metric(
-    rho, *np.quantile(rho_boot, [0.025, 0.975]), len(ARMS), "spearman, bootstrap-200 over images", p_value=p_rho
+    return defenses.spearman(mc, rb)[0] if len(set(rb)) > 1 and len(set(mc)) > 1 else 0.0
+
+
+rho_m = metrics.index_bootstrap_ci(
+    rho_of, N, n_boot=200, seed=SEED, method="spearman, bootstrap over images", p_value=p_rho
 )
+rho_m["n"] = len(ARMS)
 claims.append(
     results.claim(
         "coupling-predicts-robustness",

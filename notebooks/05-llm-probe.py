@@ -605,7 +605,8 @@ display(
   and the category-alone reference's {metrics.fmt(real["detection"]["category_alone"]["auroc"])}; the verdict
   uses the AUROC within category, {metrics.fmt(real["detection"][choice["variant"]]["auroc_within_category"])}.
 - **Direction.** The paper's direction (weak coupling = risk) was fixed before any number. Over the chosen loss's
-  variants, test AUROC within category ranges from {min(within_aucs.values()):.3f} to {max(within_aucs.values()):.3f};
+  variants, test AUROC within category ranges from {min(within_aucs.values(), default=float("nan")):.3f} to
+  {max(within_aucs.values(), default=float("nan")):.3f} ({len(within_aucs)} computable);
   a value far below 0.5 would mean that *strong* coupling flags errors here, the opposite of the claim
   (an observation, not a tested rule).
 - **Choices.** Wording, probe variant ({choice["variant"]}) and baseline ({choice["baseline"]}) were chosen on

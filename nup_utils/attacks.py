@@ -249,3 +249,91 @@ def robust_correct(
             inp = eval_transform(xa) if eval_transform is not None else xa
             out.append((model(inp).argmax(1) == yb).cpu())
     return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- reference attacks (torchattacks)
+
+
+class _Through(nn.Module):
+    """model(transform(x)): the defended system as one module, so a library attack sees the defence."""
+
+    def __init__(self, model: nn.Module, transform: Callable):
+        super().__init__()
+        self.model, self.transform = model, transform
+
+    def forward(self, x):
+        return self.model(self.transform(x))
+
+
+class AutoAttack:
+    """AutoAttack (Croce & Hein 2020) from the maintained ``torchattacks`` package, behind this module's
+    interface (threat constants required and in ``repr``; eval mode restored; device from the model).
+
+    ``version="standard"`` (models deterministic at test time): APGD-CE, APGD-T (targeted DLR over
+    ``n_classes - 1`` targets), FAB-T and Square (``n_queries``), each run on the points the previous
+    ones did not break (``torchattacks.MultiAttack``). ``version="rand"`` (random at test time): APGD-CE
+    and APGD-DLR with ``eot`` gradient samples per step (reference: 20). The reference uses ``steps=100``;
+    torchattacks' own ``AutoAttack`` class uses 10, so the attack is composed here with ``steps`` explicit.
+    ``transform``: a differentiable map in front of the model (the defence), attacked end to end.
+    torchattacks seeds the global torch RNG from ``seed`` on every call (its behaviour, not ours)."""
+
+    VERSIONS = ("standard", "rand")
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        steps: int,
+        norm: str = "linf",
+        version: str = "standard",
+        n_queries: int = 5000,
+        eot: int = 20,
+        n_classes: int = 10,
+        seed: int = 0,
+        transform: Callable | None = None,
+    ):
+        self.eps = _check_budget("eps", eps, positive=True)
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; allowed values: {', '.join(NORMS)}")
+        if version not in self.VERSIONS:
+            raise ValueError(f"version={version!r}; allowed values: {', '.join(self.VERSIONS)}")
+        for name, v, lo in (
+            ("steps", steps, 1),
+            ("n_queries", n_queries, 1),
+            ("eot", eot, 1),
+            ("n_classes", n_classes, 2),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}={v!r}; expected an int >= {lo}")
+        self.steps, self.norm, self.version, self.n_queries, self.eot = steps, norm, version, n_queries, eot
+        self.n_classes, self.seed, self.transform = n_classes, seed, transform
+
+    def __repr__(self):
+        parts = "APGD-CE, APGD-T, FAB-T, Square" if self.version == "standard" else "APGD-CE, APGD-DLR"
+        extra = f"n_queries={self.n_queries}" if self.version == "standard" else f"eot={self.eot}"
+        return (
+            f"AutoAttack(eps={self.eps:.5g}, steps={self.steps}, norm={self.norm!r}, version={self.version!r} "
+            f"[{parts}], {extra}, n_classes={self.n_classes}, seed={self.seed}, "
+            f"transform={'yes' if self.transform is not None else 'no'}, library='torchattacks')"
+        )
+
+    def components(self, net: nn.Module) -> list:
+        """The torchattacks attacks, in order, built for ``net``."""
+        import torchattacks as ta
+
+        kw = dict(norm="Linf" if self.norm == "linf" else "L2", eps=self.eps, seed=self.seed)
+        if self.version == "rand":
+            return [ta.APGD(net, steps=self.steps, loss=loss, eot_iter=self.eot, **kw) for loss in ("ce", "dlr")]
+        return [
+            ta.APGD(net, steps=self.steps, loss="ce", **kw),
+            ta.APGDT(net, steps=self.steps, n_classes=self.n_classes, **kw),
+            ta.FAB(net, steps=self.steps, multi_targeted=True, n_classes=self.n_classes, **kw),
+            ta.Square(net, n_queries=self.n_queries, **kw),
+        ]
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torchattacks as ta
+
+        net = model if self.transform is None else _Through(model, self.transform)
+        with eval_mode(model):
+            return ta.MultiAttack(self.components(net))(x, y).detach()

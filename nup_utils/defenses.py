@@ -369,30 +369,3 @@ def spearman(a, b) -> tuple[float, float]:
     ac, bc = ra - ra.mean(), rbp - rbp.mean(1, keepdims=True)
     rhos = (bc @ ac) / (np.linalg.norm(ac) * np.linalg.norm(bc, axis=1))
     return rho, float((np.abs(rhos) >= abs(rho) - 1e-12).mean())
-
-
-def seed_image_bootstrap(values, *, n_boot: int = 2000, seed: int = 0, conf: float = 0.95) -> dict:
-    """Mean of ``values`` (N images, S seeds) with a two-level percentile bootstrap: each replicate
-    resamples the images (rows) and, independently, the seeds (columns) with replacement, so the
-    interval carries both test-image and training-seed spread. S=1 -> the plain image bootstrap."""
-    import numpy as np
-
-    from .metrics import metric
-
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim == 1:
-        v = v[:, None]
-    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
-        raise ValueError(f"values has shape {v.shape}; expected (N images, S seeds) with N, S >= 1")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot={n_boot!r}; expected an int >= 1")
-    n, s = v.shape
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        rows, cols = rng.integers(0, n, n), rng.integers(0, s, s)
-        boots[b] = v[rows][:, cols].mean()
-    lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
-    return metric(
-        float(v.mean()), float(lo), float(hi), n, f"bootstrap-{n_boot} over {n} images x {s} seeds", n_seeds=s
-    )

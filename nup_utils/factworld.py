@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import runtime
+from . import metrics, runtime
 
 TEMPLATES = (  # {r}: relation word, {e}: the two entity words. Answer follows "a :".
     "q : what is the {r} of {e} ? a :",
@@ -404,18 +404,14 @@ def analyze_seed(r: dict, *, n_boot: int = 1000, template: int = 0) -> dict:
     det = {k: llm_probe.detection_metrics(yt, risk[k][test], n_boot=n_boot, seed=r["seed"]) for k in risk}
     diff = None
     if len(np.unique(yt)) == 2:
-        rng = np.random.default_rng(r["seed"])
-        pos, neg = np.flatnonzero(yt == 1), np.flatnonzero(yt == 0)
         a, b = risk[primary][test], risk[best_base][test]
-        boots = []
-        for _ in range(n_boot):
-            i = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-            boots.append(roc_auc_score(yt[i], a[i]) - roc_auc_score(yt[i], b[i]))
-        lo, hi = np.quantile(boots, [0.025, 0.975])
-        from . import metrics
-
-        diff = metrics.metric(
-            roc_auc_score(yt, a) - roc_auc_score(yt, b), lo, hi, yt.size, f"paired-stratified-bootstrap-{n_boot}"
+        diff = metrics.index_bootstrap_ci(
+            lambda i: roc_auc_score(yt[i], a[i]) - roc_auc_score(yt[i], b[i]),
+            yt.size,
+            strata=yt,
+            n_boot=n_boot,
+            seed=r["seed"],
+            method="paired-stratified-bootstrap",
         )
     C = r["correct"][test]  # (Qt, T)
     fixed = int(np.argmax(r["correct"][val].mean(0)))

@@ -523,13 +523,15 @@ def goldilocks_contrast(coupling, error, *, bins=None, n_boot: int = 1000, seed:
     if b.shape != e.shape or b.min() < 0 or b.max() > 9:
         raise ValueError("bins must be decile indices 0..9, one per error")
     groups = {"low": b <= 1, "mid": (b >= 3) & (b <= 6), "high": b >= 8}
-    rng = np.random.default_rng(seed)
     out = {}
     for side in ("low", "high"):
-        a, m = e[groups[side]], e[groups["mid"]]
-        boots = [rng.choice(a, a.size).mean() - rng.choice(m, m.size).mean() for _ in range(n_boot)]
-        lo, hi = np.quantile(boots, [0.025, 0.975])
-        out[f"{side}_minus_mid"] = metrics.metric(a.mean() - m.mean(), lo, hi, a.size + m.size, f"bootstrap-{n_boot}")
+        v = np.concatenate([e[groups[side]], e[groups["mid"]]])  # side's errors, then the middle's
+        part = np.r_[np.zeros(groups[side].sum()), np.ones(groups["mid"].sum())]  # two independent samples
+
+        def diff(i, v=v, part=part):
+            return v[i][part[i] == 0].mean() - v[i][part[i] == 1].mean()
+
+        out[f"{side}_minus_mid"] = metrics.index_bootstrap_ci(diff, v.size, strata=part, n_boot=n_boot, seed=seed)
     return out
 
 

@@ -128,6 +128,64 @@ def seed_image_ci(
     )
 
 
+def index_bootstrap_ci(
+    stat: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    strata=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    conf: float = 0.95,
+    method: str = "bootstrap",
+    **extra,
+) -> dict:
+    """The project's resampler: a percentile bootstrap of ``stat(idx)``, a float computed from indices
+    into 0..n-1, with the indices resampled with replacement, *within each stratum* when ``strata``
+    (n,) is given: class labels (AUROC-type metrics keep both classes), group x class cells, or the
+    labels of independent samples concatenated (a difference of two groups' means). The estimate is
+    ``stat(arange(n))``; the strata are visited in sorted order, so a seed fixes the interval."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r}; expected an int >= 1")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}; expected an int >= 1")
+    if strata is None:
+        cells = [np.arange(n)]
+    else:
+        st = np.asarray(strata).ravel()
+        if st.size != n:
+            raise ValueError(f"strata has {st.size} entries for n={n}")
+        cells = [np.flatnonzero(st == k) for k in sorted(set(st.tolist()), key=str)]
+    rng = np.random.default_rng(seed)
+    boots = np.array([stat(np.concatenate([rng.choice(c, c.size) for c in cells])) for _ in range(n_boot)])
+    lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+    where = "" if strata is None else f" within {len(cells)} strata"
+    return metric(stat(np.arange(n)), lo, hi, n, f"{method}-{n_boot}{where}", **extra)
+
+
+def image_seed_bootstrap(values, *, n_boot: int = 2000, seed: int = 0, conf: float = 0.95) -> dict:
+    """Mean of ``values`` (N images, S seeds) with a two-level percentile bootstrap: each replicate
+    resamples the images (rows) and, independently, the seeds (columns) with replacement, so the
+    interval carries both test-image and training-seed spread. S=1 -> the plain image bootstrap.
+    (For a statistic that is not a plain mean over a fixed grid, see ``seed_image_ci``.)"""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
+        raise ValueError(f"values has shape {v.shape}; expected (N images, S seeds) with N, S >= 1")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}; expected an int >= 1")
+    n, s = v.shape
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        rows, cols = rng.integers(0, n, n), rng.integers(0, s, s)
+        boots[b] = v[rows][:, cols].mean()
+    lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+    return metric(
+        float(v.mean()), float(lo), float(hi), n, f"bootstrap-{n_boot} over {n} images x {s} seeds", n_seeds=s
+    )
+
+
 def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """ROC AUC (scikit-learn) with a stratified bootstrap 95% interval. labels: 1 = positive."""
     from sklearn.metrics import roc_auc_score
@@ -179,16 +237,15 @@ def within_group_auroc(
         v = pooled(y[idx], s[idx], g[idx])
         return v if s2 is None else v - pooled(y[idx], s2[idx], g[idx])
 
-    cells = [np.flatnonzero((g == k) & (y == c)) for k in used for c in (0, 1)]
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate(cells)
+    keep = np.flatnonzero(np.isin(g, used))  # items of the groups that count
     if n_boot == 0:  # point value only (within_group_auroc_value)
         return {"value": value(keep)}
-    boots = [value(np.concatenate([rng.choice(c, c.size) for c in cells])) for _ in range(n_boot)]
-    lo, hi = np.quantile(boots, [0.025, 0.975])
+    cell = np.array([f"{k}|{c}" for k, c in zip(g[keep], y[keep])])  # resample within group x class
+    m = index_bootstrap_ci(lambda i: value(keep[i]), keep.size, strata=cell, n_boot=n_boot, seed=seed)
+    lo, hi = m["ci95"]
     per = _group_aurocs(y, s, g, used)
     return metric(
-        value(keep),
+        m["value"],
         lo,
         hi,
         int(w.sum()),
@@ -203,17 +260,15 @@ def stratified_bootstrap(
 ) -> tuple[float, float]:
     """95% percentile interval of ``stat(y, s)`` resampling within each class of the 0/1 labels y,
     so both classes are always present (ROC AUC, AUPRC, PRR)."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    boots = []
-    for _ in range(n_boot):
-        i = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        boots.append(stat(y[i], s[i]))
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return float(lo), float(hi)
+    y, s = np.asarray(y), np.asarray(s)
+    m = index_bootstrap_ci(lambda i: stat(y[i], s[i]), y.size, strata=y, n_boot=n_boot, seed=seed)
+    return m["ci95"][0], m["ci95"][1]
 
 
-def fmt(m: dict, scale: float = 1.0, digits: int = 2) -> str:
-    """'95.63 [94.90, 96.20]' for a metric dict (scale=100 for percentages)."""
+def fmt(m: dict | None, scale: float = 1.0, digits: int = 2) -> str:
+    """'95.63 [94.90, 96.20]' for a metric dict (scale=100 for percentages); 'n/a' for None (a metric
+    that could not be computed, e.g. an AUROC without both classes)."""
+    if m is None:
+        return "n/a"
     lo, hi = m["ci95"]
     return f"{m['value'] * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"

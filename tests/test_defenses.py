@@ -259,23 +259,3 @@ def test_spearman_exact_and_errors():
     assert rho == pytest.approx(-1.0) and p == pytest.approx(2 / 720)
     with pytest.raises(ValueError, match="spearman"):
         defenses.spearman([1, 2], [1, 2])
-
-
-def test_seed_image_bootstrap_includes_seed_spread_and_checks_input():
-    rng = torch.Generator().manual_seed(0)
-    base = torch.rand(200, generator=rng).double().numpy()
-    same = defenses.seed_image_bootstrap(base[:, None].repeat(2, 1), seed=3)
-    plain = defenses.seed_image_bootstrap(base, seed=3)
-    assert abs(same["value"] - base.mean()) < 1e-12 and same["n"] == 200 and same["n_seeds"] == 2
-    assert abs(plain["value"] - base.mean()) < 1e-12
-    # seeds that disagree by a constant offset widen the interval beyond the image-only one
-    spread = defenses.seed_image_bootstrap(base[:, None] + [[-0.2, 0.2]], seed=3)
-    assert abs(spread["value"] - base.mean()) < 1e-9
-    assert (spread["ci95"][1] - spread["ci95"][0]) > 2 * (same["ci95"][1] - same["ci95"][0])
-    assert spread["ci95"][0] < base.mean() < spread["ci95"][1]
-    # deterministic for a seed
-    assert defenses.seed_image_bootstrap(base, seed=5) == defenses.seed_image_bootstrap(base, seed=5)
-    with pytest.raises(ValueError, match="shape"):
-        defenses.seed_image_bootstrap(torch.zeros(0, 2).numpy())
-    with pytest.raises(ValueError, match="n_boot"):
-        defenses.seed_image_bootstrap(base, n_boot=0)

@@ -53,6 +53,7 @@ def test_roc_auc():
 
 def test_fmt():
     assert metrics.fmt(metrics.metric(0.5, 0.4, 0.6, 10, "x"), scale=100, digits=1) == "50.0 [40.0, 60.0]"
+    assert metrics.fmt(None) == "n/a"
 
 
 def test_seed_image_ci_carries_both_sources():
@@ -77,3 +78,48 @@ def test_seed_image_ci_carries_both_sources():
         metrics.seed_image_ci(per_seed, 1)
     with pytest.raises(ValueError, match="per_seed"):
         metrics.seed_image_ci(lambda idx: np.array([np.nan]), 10)
+
+
+def test_image_seed_bootstrap_includes_seed_spread_and_checks_input():
+    base = np.random.default_rng(0).random(200)
+    same = metrics.image_seed_bootstrap(base[:, None].repeat(2, 1), seed=3)
+    plain = metrics.image_seed_bootstrap(base, seed=3)
+    assert abs(same["value"] - base.mean()) < 1e-12 and same["n"] == 200 and same["n_seeds"] == 2
+    assert abs(plain["value"] - base.mean()) < 1e-12
+    # seeds that disagree by a constant offset widen the interval beyond the image-only one
+    spread = metrics.image_seed_bootstrap(base[:, None] + [[-0.2, 0.2]], seed=3)
+    assert abs(spread["value"] - base.mean()) < 1e-9
+    assert (spread["ci95"][1] - spread["ci95"][0]) > 2 * (same["ci95"][1] - same["ci95"][0])
+    assert spread["ci95"][0] < base.mean() < spread["ci95"][1]
+    # deterministic for a seed
+    assert metrics.image_seed_bootstrap(base, seed=5) == metrics.image_seed_bootstrap(base, seed=5)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.image_seed_bootstrap(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="n_boot"):
+        metrics.image_seed_bootstrap(base, n_boot=0)
+
+
+def test_index_bootstrap_keeps_strata_and_matches_the_point_estimate():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(30), np.zeros(170)].astype(int)
+    s = y + rng.normal(size=200)
+    seen = []
+
+    def stat(i):
+        seen.append(int(y[i].sum()))
+        return float(s[i][y[i] == 1].mean() - s[i][y[i] == 0].mean())
+
+    m = metrics.index_bootstrap_ci(stat, 200, strata=y, n_boot=300, seed=1)
+    assert set(seen) == {30}  # every replicate keeps the class sizes
+    assert m["value"] == pytest.approx(s[y == 1].mean() - s[y == 0].mean()) and m["ci95"][0] < m["value"] < m["ci95"][1]
+    assert "within 2 strata" in m["method"]
+    again = metrics.index_bootstrap_ci(stat, 200, strata=y, n_boot=300, seed=1)
+    assert again == m
+    plain = metrics.index_bootstrap_ci(lambda i: float(s[i].mean()), 200, n_boot=300, seed=1)
+    assert plain["ci95"][0] < s.mean() < plain["ci95"][1]
+    with pytest.raises(ValueError, match="strata has"):
+        metrics.index_bootstrap_ci(stat, 200, strata=y[:-1])
+    with pytest.raises(ValueError, match="n="):
+        metrics.index_bootstrap_ci(stat, 0)
+    with pytest.raises(ValueError, match="n_boot="):
+        metrics.index_bootstrap_ci(stat, 200, n_boot=0)
