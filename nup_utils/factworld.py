@@ -385,8 +385,6 @@ def analyze_seed(r: dict, *, n_boot: int = 1000, template: int = 0) -> dict:
       with the best validation accuracy, a random template (mean over templates), the template of
       lowest risk by the chosen probe variant and by each baseline, and the oracle (any template right).
     """
-    from sklearn.metrics import roc_auc_score
-
     from . import llm_probe
 
     y = (~r["correct"][:, template]).astype(int)  # (Q,) 1 = hallucinated
@@ -396,7 +394,7 @@ def analyze_seed(r: dict, *, n_boot: int = 1000, template: int = 0) -> dict:
     probes = [k for k in r["risks"] if k.count("/") == 2]
 
     def val_auc(k):
-        return roc_auc_score(y[val], risk[k][val]) if len(np.unique(y[val])) == 2 else 0.5
+        return metrics.auroc_value(y[val], risk[k][val]) if len(np.unique(y[val])) == 2 else 0.5
 
     primary = max(probes, key=val_auc)
     best_base = max(llm_probe.BASELINES, key=val_auc)
@@ -406,7 +404,7 @@ def analyze_seed(r: dict, *, n_boot: int = 1000, template: int = 0) -> dict:
     if len(np.unique(yt)) == 2:
         a, b = risk[primary][test], risk[best_base][test]
         diff = metrics.index_bootstrap_ci(
-            lambda i: roc_auc_score(yt[i], a[i]) - roc_auc_score(yt[i], b[i]),
+            lambda i: metrics.auroc_value(yt[i], a[i]) - metrics.auroc_value(yt[i], b[i]),
             yt.size,
             strata=yt,
             n_boot=n_boot,

@@ -464,13 +464,10 @@ def prr_value(y: np.ndarray, s: np.ndarray) -> float:
 
 def auprc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Average precision (hallucinated = positive) with a stratified bootstrap 95% interval."""
-    from sklearn.metrics import average_precision_score
-
     y, s = _check(labels, scores)
-    lo, hi = metrics.stratified_bootstrap(y, s, average_precision_score, n_boot=n_boot, seed=seed)
-    return metrics.metric(
-        average_precision_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", base_rate=float(y.mean())
-    )
+    lo, hi = metrics.stratified_bootstrap(y, s, metrics.average_precision_value, n_boot=n_boot, seed=seed)
+    ap = metrics.average_precision_value(y, s)
+    return metrics.metric(ap, lo, hi, y.size, f"stratified-bootstrap-{n_boot}", base_rate=float(y.mean()))
 
 
 def prr(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:

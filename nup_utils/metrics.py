@@ -186,23 +186,47 @@ def image_seed_bootstrap(values, *, n_boot: int = 2000, seed: int = 0, conf: flo
     )
 
 
-def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
-    """ROC AUC (scikit-learn) with a stratified bootstrap 95% interval. labels: 1 = positive."""
-    from sklearn.metrics import roc_auc_score
+def auroc_value(y, s) -> float:
+    """ROC AUC of scores ``s`` for 0/1 labels ``y`` as the Mann-Whitney U statistic (average ranks for
+    ties, via scipy.stats.rankdata): equal to scikit-learn's ``roc_auc_score`` (tested), ~20x faster per
+    call, which matters inside bootstrap loops (sklearn validates its input on every call)."""
+    from scipy.stats import rankdata
 
+    y, s = np.asarray(y).astype(int).ravel(), np.asarray(s, float).ravel()
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUROC needs both classes present in the labels")
+    return float((rankdata(s)[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def average_precision_value(y, s) -> float:
+    """Average precision, sum over distinct thresholds of (R_n - R_{n-1}) * P_n: equal to scikit-learn's
+    ``average_precision_score`` (tied scores form one threshold; tested), fast enough for bootstraps."""
+    y, s = np.asarray(y).astype(int).ravel(), np.asarray(s, float).ravel()
+    if y.sum() == 0:
+        raise ValueError("average precision needs at least one positive label")
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order], s[order]
+    last = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # last index of each block of tied scores
+    tp = np.cumsum(ys)[last]
+    precision, recall = tp / (last + 1), tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_auc(labels, scores, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """ROC AUC with a stratified bootstrap 95% interval. labels: 1 = positive."""
     y, s = _as_np(labels).astype(int).ravel(), _as_np(scores).ravel()
     if y.shape != s.shape:
         raise ValueError(f"labels and scores differ in length: {y.size} vs {s.size}")
     if len(np.unique(y)) != 2:
         raise ValueError("roc_auc needs both classes present in labels")
-    lo, hi = stratified_bootstrap(y, s, roc_auc_score, n_boot=n_boot, seed=seed)
-    return metric(roc_auc_score(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(y.sum()))
+    lo, hi = stratified_bootstrap(y, s, auroc_value, n_boot=n_boot, seed=seed)
+    return metric(auroc_value(y, s), lo, hi, y.size, f"stratified-bootstrap-{n_boot}", n_pos=int(y.sum()))
 
 
 def _group_aurocs(y: np.ndarray, s: np.ndarray, g: np.ndarray, used: Sequence) -> np.ndarray:
-    from sklearn.metrics import roc_auc_score
-
-    return np.array([roc_auc_score(y[g == k], s[g == k]) for k in used])
+    return np.array([auroc_value(y[g == k], s[g == k]) for k in used])
 
 
 def within_group_auroc_value(labels, scores, groups, *, min_per_class: int = 2) -> float:

@@ -123,3 +123,25 @@ def test_index_bootstrap_keeps_strata_and_matches_the_point_estimate():
         metrics.index_bootstrap_ci(stat, 0)
     with pytest.raises(ValueError, match="n_boot="):
         metrics.index_bootstrap_ci(stat, 200, n_boot=0)
+
+
+def test_fast_auroc_and_average_precision_equal_sklearn():
+    """The rank-based AUROC and the threshold-sum AP used inside bootstrap loops equal scikit-learn's,
+    including heavy ties (integer scores) and perfect / reversed orderings."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        n = int(rng.integers(4, 200))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]  # both classes
+        s = rng.integers(0, 4, n).astype(float) if trial % 2 else rng.normal(size=n) + y * trial / 20
+        assert metrics.auroc_value(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert metrics.average_precision_value(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    y = np.array([0, 0, 1, 1])
+    assert metrics.auroc_value(y, [0, 1, 2, 3]) == 1.0 and metrics.auroc_value(y, [3, 2, 1, 0]) == 0.0
+    assert metrics.auroc_value(y, [1, 1, 1, 1]) == 0.5
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.auroc_value([1, 1], [0.1, 0.2])
+    with pytest.raises(ValueError, match="positive"):
+        metrics.average_precision_value([0, 0], [0.1, 0.2])
