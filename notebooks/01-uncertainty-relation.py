@@ -60,13 +60,9 @@ from nup_utils import report
 display(Markdown(report.glance("01-uncertainty-relation")))
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
 
-from nup_utils import attacks, data, metrics, models, paper, plotting, relation, results, runtime, verdicts
+from nup_utils import paper, plotting, relation, results, runtime, verdicts
 from nup_utils import uncertainty as unc
 
 # %% tags=["parameters"]
@@ -79,55 +75,26 @@ IS_DEFENSIVE = 0.1  # importance sampling: weight of the uniform component of th
 Z_SIG = 1.96  # a component is consistent with the bound when P_i + Z_SIG * SE(P_i) >= 1/2
 
 # %%
-P = runtime.resolve_profile(PROFILE)
+profile = runtime.resolve_profile(PROFILE)
 device = runtime.resolve_device("auto")
 gen = runtime.seed_everything(SEED)
-timer = runtime.Timer().__enter__()
+timer = runtime.Timer.started()
 
-DATASETS = runtime.pick(P, smoke=("mnist", "cifar10"), quick=("mnist",), full=("mnist", "cifar10"))
-N_SEEDS = runtime.pick(P, smoke=2, quick=5, full=5)
-CLASSES = runtime.pick(P, smoke=(0, 1), quick=tuple(range(10)), full=tuple(range(10)))
-N_MC = runtime.pick(P, smoke=64, quick=512, full=4096)  # MC samples per (class, checkpoint, proposal) along training
-N_BOUND = runtime.pick(P, smoke=64, quick=2048, full=16384)  # MC samples per class for the bound, last checkpoint
-MC_BATCH = runtime.pick(P, smoke=64, quick=512, full=1024)  # one forward + one backward per batch
-GROUPS = runtime.pick(P, smoke=4, quick=16, full=32)  # jackknife groups
-N_ATTACK = runtime.pick(P, smoke=20, quick=400, full=2000)  # held-out images attacked per checkpoint
-PGD_STEPS = runtime.pick(P, smoke=1, quick=10, full=40)
-CONTROL_N = runtime.pick(P, smoke=4096, quick=32768, full=131072)  # samples per exactness check
-IS_CENTRES = runtime.pick(P, smoke=8, quick=64, full=256)  # training images of the class used as IS centres
-
-CFG = {
-    "mnist": dict(
-        train_size=runtime.pick(P, smoke=200, quick=4000, full=8000),
-        test_size=runtime.pick(P, smoke=100, quick=1000, full=2000),
-        arch="small_cnn",
-        arch_kwargs=runtime.pick(
-            P, smoke=dict(width=32, hidden=128), quick=dict(width=16, hidden=64), full=dict(width=32, hidden=128)
-        ),
-        shape=(1, 28, 28),
-        augment_ops=(),
-        epochs=runtime.pick(P, smoke=2, quick=8, full=20),
-        checkpoints=runtime.pick(P, smoke=(2,), quick=(1, 2, 4, 8), full=(1, 2, 5, 10, 20)),
-        batch_size=runtime.pick(P, smoke=32, quick=128, full=128),
-        lr=0.05,
-        eps=tuple(EPS_MNIST),
-    ),
-    "cifar10": dict(
-        train_size=runtime.pick(P, smoke=100, quick=10000, full=None),
-        test_size=runtime.pick(P, smoke=50, quick=1000, full=2000),
-        arch="resnet18",
-        arch_kwargs=dict(stem="cifar", width=runtime.pick(P, smoke=4, quick=16, full=64)),
-        shape=(3, 32, 32),
-        augment_ops=("crop", "flip"),
-        epochs=runtime.pick(P, smoke=1, quick=10, full=30),
-        checkpoints=runtime.pick(P, smoke=(1,), quick=(1, 2, 5, 10), full=(1, 2, 5, 10, 20, 30)),
-        batch_size=runtime.pick(P, smoke=10, quick=128, full=256),
-        lr=0.1,
-        eps=tuple(e / 255 for e in EPS_CIFAR_255),
-    ),
-}
+pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / full values)
+DATASETS = pick(smoke=("mnist", "cifar10"), quick=("mnist",), full=("mnist", "cifar10"))
+N_SEEDS = pick(smoke=2, quick=5, full=5)
+CLASSES = pick(smoke=(0, 1), quick=tuple(range(10)), full=tuple(range(10)))
+N_MC = pick(smoke=64, quick=512, full=4096)  # MC samples per (class, checkpoint, proposal) along training
+N_BOUND = pick(smoke=64, quick=2048, full=16384)  # MC samples per class for the bound, last checkpoint
+MC_BATCH = pick(smoke=64, quick=512, full=1024)  # one forward + one backward per batch
+GROUPS = pick(smoke=4, quick=16, full=32)  # jackknife groups
+N_ATTACK = pick(smoke=20, quick=400, full=2000)  # held-out images attacked per checkpoint
+PGD_STEPS = pick(smoke=1, quick=10, full=40)
+CONTROL_N = pick(smoke=4096, quick=32768, full=131072)  # samples per exactness check
+IS_CENTRES = pick(smoke=8, quick=64, full=256)  # training images of the class used as IS centres
+CFG = relation.dataset_configs(profile, eps_mnist=EPS_MNIST, eps_cifar_255=EPS_CIFAR_255)
 print(
-    f"profile {P} on {runtime.device_name(device)}; datasets {DATASETS}; seeds {N_SEEDS}; classes {len(CLASSES)}; "
+    f"profile {profile} on {runtime.device_name(device)}; datasets {DATASETS}; seeds {N_SEEDS}; classes {len(CLASSES)}; "
     f"MC samples {N_MC} per class and checkpoint along training, {N_BOUND} for the bound"
 )
 print(paper.P1)
@@ -219,70 +186,25 @@ print("\n".join(lines))
 
 
 # %%
-def build_fn(cfg, seed):
-    def build():
-        torch.manual_seed(seed)  # the initialization is part of the seed's run
-        return models.build(cfg["arch"], **cfg["arch_kwargs"])
-
-    return build
-
-
-runs, bound_maps, sources, train_hit, final_models, kinds = {}, {}, {}, [], {}, {}
-for ds in DATASETS:
-    cfg = CFG[ds]
-    tr, te = (data.mnist_subsets if ds == "mnist" else data.cifar10_subsets)(cfg["train_size"], cfg["test_size"], SEED)
-    sources[ds] = tr.source
-    print(f"{ds}: train {data.describe(tr)}\n{' ' * len(ds)}  test  {data.describe(te)}")
-    xtr, ytr = data.to_float(tr.x, device), tr.y.to(device)
-    pick = torch.randperm(len(te.y), generator=torch.Generator().manual_seed(SEED))[:N_ATTACK]  # class-ordered data
-    xte, yte = data.to_float(te.x[pick]).to(device), te.y[pick].to(device)
-    box = unc.pixel_box(int(np.prod(cfg["shape"])))
-    estimator = unc.UncertaintyEstimator(n_samples=N_MC, batch_size=MC_BATCH, groups=GROUPS)
-    bound_estimator = unc.UncertaintyEstimator(n_samples=N_BOUND, batch_size=MC_BATCH, groups=GROUPS)
-    atks = {"fgsm@" + f"{cfg['eps'][1]:.4g}": attacks.FGSM(eps=cfg["eps"][1])}
-    for e in cfg["eps"]:
-        atks[f"pgd@{e:.4g}"] = attacks.PGD(eps=e, step=2.5 * e / PGD_STEPS, steps=PGD_STEPS, seed=SEED)
-    kinds[ds] = [k for k in atks if k.startswith("pgd@")]
-    print(f"{estimator!r}\n" + "\n".join(f"{k}: {a!r}" for k, a in atks.items()))
-    runs[ds], bound_maps[ds] = {}, {}
-    for s in range(N_SEEDS):
-        seed = SEED + s
-        config = {
-            **{k: cfg[k] for k in ("train_size", "arch", "arch_kwargs", "epochs", "batch_size", "lr")},
-            **dict(dataset=ds, source=tr.source, data_seed=SEED, seed=seed, schedule="onecycle", weight_decay=5e-4),
-            "augment_ops": list(cfg["augment_ops"]),
-        }
-        model, ckpts, hist, hit = unc.train_with_checkpoints(
-            f"01-{ds}",
-            config,
-            build_fn(cfg, seed),
-            xtr,
-            ytr,
-            checkpoint_epochs=cfg["checkpoints"],
-            device=device,
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            lr=cfg["lr"],
-            seed=seed,
-            augment_ops=cfg["augment_ops"],
-            desc=f"{ds} seed {seed}",
-        )
-        train_hit.append(hit)
-        runs[ds][seed] = {}
-        for epoch, state_dict in ckpts.items():
-            model.load_state_dict(state_dict)
-            model.eval()
-            correct = unc.robustness(model, xte, yte, atks)
-            maps = unc.class_maps(model, cfg["shape"], CLASSES, estimator, box, seed=seed)
-            runs[ds][seed][epoch] = {"correct": correct, "maps": maps}
-            print(
-                f"  {ds} seed {seed} epoch {epoch:2d}: clean {float(correct['clean'].float().mean()):.3f} | "
-                + " ".join(f"{k} {float(correct[k].float().mean()):.3f}" for k in atks)
-                + f" | mean dp (psi~l) {float(maps['loss']['values']['dp'].mean()):.4g}"
-            )
-        bound_maps[ds][seed] = unc.class_maps(model, cfg["shape"], CLASSES, bound_estimator, box, seed=seed + 7919)
-    final_models[ds] = (model, tr, seed)  # the last seed's network, last checkpoint loaded
-print(f"models from cache: {sum(train_hit)} of {len(train_hit)}")
+estimator = unc.UncertaintyEstimator(n_samples=N_MC, batch_size=MC_BATCH, groups=GROUPS)
+bound_estimator = unc.UncertaintyEstimator(n_samples=N_BOUND, batch_size=MC_BATCH, groups=GROUPS)
+meas = {
+    ds: relation.train_and_measure(
+        ds,
+        CFG[ds],
+        seed=SEED,
+        n_seeds=N_SEEDS,
+        classes=CLASSES,
+        n_attack=N_ATTACK,
+        pgd_steps=PGD_STEPS,
+        estimator=estimator,
+        bound_estimator=bound_estimator,
+        device=device,
+    )
+    for ds in DATASETS
+}
+hits = [h for m in meas.values() for h in m["cache_hits"]]
+print(f"models from cache: {sum(hits)} of {len(hits)}")
 
 # %% [markdown]
 # ## 3 · Per-pixel maps of the final networks
@@ -293,14 +215,14 @@ print(f"models from cache: {sum(train_hit)} of {len(train_hit)}")
 for ds in DATASETS:
     for state in unc.STATES:
         fig = relation.plot_class_maps(
-            bound_maps[ds][SEED][state]["values"],
+            meas[ds]["bound_maps"][SEED][state]["values"],
             CFG[ds]["shape"],
             CLASSES,
             f"{ds}, {relation.STATE_TEXT[state]}, seed {SEED}, epoch {max(CFG[ds]['checkpoints'])}",
         )
         _ = plotting.savefig(fig, f"01-maps-{ds}-{state}")
         plotting.show_compact(fig)  # a small JPEG inline; the PNG/PDF files keep full resolution
-    fig = relation.plot_product_hist(bound_maps[ds][SEED], f"{ds}: seed {SEED}, last checkpoint")
+    fig = relation.plot_product_hist(meas[ds]["bound_maps"][SEED], f"{ds}: seed {SEED}, last checkpoint")
     _ = plotting.savefig(fig, f"01-product-hist-{ds}")
     plt.show()
 
@@ -314,30 +236,10 @@ for ds in DATASETS:
 # %%
 is_diag = {}
 for ds in DATASETS:
-    model, tr, seed_last = final_models[ds]
-    k, box = CLASSES[0], unc.pixel_box(int(np.prod(CFG[ds]["shape"])))
-    centres = data.to_float(tr.x[tr.y == k][:IS_CENTRES]).flatten(1)
-    sampler = unc.DataMixtureSampler(centres, sigma=IS_SIGMA, defensive=IS_DEFENSIVE)
-    loss_fn = unc.model_loss(model, k, CFG[ds]["shape"])
-    est = {
-        name: unc.UncertaintyEstimator(
-            n_samples=2 * N_MC, batch_size=MC_BATCH, groups=GROUPS, sampler=smp, states=unc.GAUSSIAN_STATES
-        )(loss_fn, box, torch.Generator().manual_seed(SEED + 11 + i))
-        for i, (name, smp) in enumerate((("uniform", unc.UniformSampler()), ("is", sampler)))
-    }
-    is_diag[ds] = {
-        st: {
-            f"{q}_{name}": v
-            for name, e in est.items()
-            for q, v in (("ess", e[st].ess), ("mean_P", float(e[st]["product"].mean())))
-        }
-        for st in unc.GAUSSIAN_STATES
-    }
-    for st, d in is_diag[ds].items():
-        print(
-            f"{ds} seed {seed_last} class {k}, psi~{st}: uniform mean P {d['mean_P_uniform']:.4g} (ESS {d['ess_uniform']:.0f}) "
-            f"| IS {sampler!r}: mean P {d['mean_P_is']:.4g} (ESS {d['ess_is']:.1f}) of {2 * N_MC}"
-        )
+    model, tr, seed_last = meas[ds]["final"]
+    kw = dict(n=2 * N_MC, batch=MC_BATCH, groups=GROUPS, centres=IS_CENTRES, sigma=IS_SIGMA, defensive=IS_DEFENSIVE)
+    is_diag[ds], lines = relation.importance_diagnostic(model, tr, CFG[ds], CLASSES[0], seed=SEED, **kw)
+    print("\n".join(f"{ds} seed {seed_last} {line}" for line in lines))
 
 # %% [markdown]
 # ## 4 · Along training: accuracy, robustness and the spreads
@@ -345,19 +247,10 @@ for ds in DATASETS:
 # accuracy under PGD among the clean-correct images, per ε.
 
 # %%
-curves = {}
+curves = {ds: relation.training_curves(meas[ds]["run"], meas[ds]["kinds"]) for ds in DATASETS}
 for ds in DATASETS:
-    curves[ds] = {"acc_clean": relation.curve(runs[ds], relation.accuracy_of("clean"))}
-    for k in kinds[ds]:
-        curves[ds][f"given_clean_{k}"] = relation.curve(runs[ds], relation.given_clean_of(k))
-    for state in unc.STATES:
-        for q in ("dx", "dp", "product"):
-            curves[ds][f"{q}_{state}"] = relation.curve(runs[ds], relation.spread_of(state, q))
-    fig = relation.plot_training(
-        curves[ds],
-        {k: f"PGD-{PGD_STEPS} ε={k.split('@')[1]}" for k in kinds[ds]},
-        f"{ds}: {N_SEEDS} seeds, mean and 95% CI",
-    )
+    labels = {k: f"PGD-{PGD_STEPS} ε={k.split('@')[1]}" for k in meas[ds]["kinds"]}
+    fig = relation.plot_training(curves[ds], labels, f"{ds}: {N_SEEDS} seeds, mean and 95% CI")
     _ = plotting.savefig(fig, f"01-training-{ds}")
     plt.show()
 
@@ -369,139 +262,34 @@ for ds in DATASETS:
 
 
 # %%
-def show_maps(ds, klass, epoch, state):
-    if epoch not in runs[ds][SEED]:
-        print(f"{ds} has no checkpoint at epoch {epoch}; available: {sorted(runs[ds][SEED])}")
-        return
-    v = runs[ds][SEED][epoch]["maps"][state]["values"]
-    c = CLASSES.index(klass)
-    fig = relation.plot_class_maps({q: t[c : c + 1] for q, t in v.items()}, CFG[ds]["shape"], [klass], "")
-    fig.suptitle(f"{ds} class {klass}, epoch {epoch}, {state}", fontsize=8)
-    plt.show()
-
-
-if runtime.widgets_enabled():  # live kernel: the explorer; batch runs (NUP_HEADLESS=1): the default view
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    explorer = widgets.interactive(
-        show_maps,
-        ds=widgets.Dropdown(options=list(DATASETS)),
-        klass=widgets.Dropdown(options=list(CLASSES)),
-        epoch=widgets.Dropdown(options=sorted(runs[DATASETS[0]][SEED])),
-        state=widgets.Dropdown(options=list(unc.STATES)),
-    )
-    display(explorer)
-else:
-    show_maps(DATASETS[0], CLASSES[0], sorted(runs[DATASETS[0]][SEED])[-1], unc.STATES[0])
+relation.explorer({ds: meas[ds]["run"][SEED] for ds in DATASETS}, {ds: CFG[ds]["shape"] for ds in DATASETS}, CLASSES)
 
 # %% [markdown]
 # ## 6 · Claims (rules declared at the top, `RULES`)
 
 # %%
-claims, cs_min, compared = [], math.inf, {}
+claims, compared = [], {}
 for ds in DATASETS:
-    seeds = sorted(runs[ds])
-    first, last = compared[ds] = unc.compared_checkpoints(
-        {e: m["value"] for e, m in curves[ds]["acc_clean"].items()}, ACC_WITHIN
-    )
-    for maps in [bound_maps[ds][s] for s in seeds] + [runs[ds][s][e]["maps"] for s in seeds for e in runs[ds][s]]:
-        for st in unc.STATES:  # Cauchy-Schwarz on every estimate of the run
-            v = maps[st]["values"]
-            cs_min = min(cs_min, float(((v["product"] - v["half_c"]) / (1 + v["half_c"])).min()))
-    regime = (
-        f"{ds}: {CFG[ds]['arch']} {CFG[ds]['arch_kwargs']}, {CFG[ds]['train_size'] or 'all'} training images, "
-        f"clean accuracy {100 * curves[ds]['acc_clean'][last]['value']:.1f}% at epoch {last}; "
-        "state, domain and integration method are ours (P1's are unknown)"
-    )
-    for st in unc.STATES:
-        cid = f"naive-bound-{st}-state-{ds}"
-        why = " -- a theorem for this state: a check of the estimator" if st == "envelope" else ""
-        claims.append(
-            results.claim(
-                cid,
-                f"dx_i*dp_i >= 1/2 for every input component ({relation.STATE_TEXT[st]}, [0,1]^D, {ds}, last "
-                f"checkpoint){why}",
-                RULES[cid],
-                relation.bound_metrics([bound_maps[ds][s][st] for s in seeds], z=Z_SIG),
-                profile=P,
-                regime=regime,
-                headline="frac_consistent",
-                paper_keys=("p1_bound",),
-                protocol=f"MC, {N_BOUND} samples per class ({'envelope' if st == 'envelope' else 'uniform'} proposal), "
-                f"{len(CLASSES)} classes x {bound_maps[ds][seeds[0]][st]['values']['dx'].shape[1]} components, "
-                f"{len(seeds)} seeds; consistent = P + {Z_SIG}*SE >= 1/2; CI over seeds",
-            )
-        )
-    fr = [unc.bound_fractions(bound_maps[ds][s][st]) for st in unc.STATES for s in seeds]
-    claims.append(
-        results.claim(
-            f"general-bound-check-{ds}",
-            "[check] dx_i*dp_i >= |C_i|/2 with C_i = 1 - B_i for every component, all states (Cauchy-Schwarz; [recon])",
-            RULES[f"general-bound-check-{ds}"],
-            {
-                "frac_general_holds": metrics.mean_ci([f["general_holds"] for f in fr]),
-                "frac_violations_explained_by_boundary": metrics.mean_ci([f["boundary_explains"] for f in fr]),
-            },
-            profile=P,
-            regime=regime,
-            headline="frac_general_holds",
-            protocol="the bound pass's estimates; CI over seeds x states",
-        )
-    )
-    claims.append(
-        results.claim(
-            f"training-trade-off-{ds}",
-            f"from epoch {first} to {last} (declared rule: first checkpoint within {ACC_WITHIN} clean accuracy of the "
-            "last vs the last): mean dp (psi ~ loss) up, PGD accuracy among clean-correct images (mean over "
-            f"eps {', '.join(k.split('@')[1] for k in kinds[ds])}) down",
-            RULES[f"training-trade-off-{ds}"],
-            relation.trade_off_metrics(runs[ds], first, last, kinds[ds], seed=SEED),
-            profile=P,
-            regime=regime,
-            headline="d_given_clean_mean_eps",
-            protocol=f"paired over {len(seeds)} seeds (epoch {last} - epoch {first}); PGD-{PGD_STEPS} on "
-            f"{N_ATTACK} held-out images (shuffled); robustness intervals: t over seeds + image bootstrap",
-        )
-    )
-
-wall = timer.__exit__(None, None, None) or timer.seconds
-extra = {
-    "controls": {
-        "max_abs_z_gaussian": max(map(abs, controls["gauss_mc_z"])),
-        "max_abs_z_envelope": max(map(abs, controls["env_z"])),
-        "max_abs_z_logistic": max(map(abs, controls["logistic_z"])),
-        "gauss_quad_err": max(controls["gauss_quad_err"]),
-        "envelope_quad_err": controls["env_quad_err"],
-        "steep_quadrature": controls["steep"],
-        "logistic_products_quadrature": controls["logistic_products"],
-    },
-    "cauchy_schwarz_min_rel_gap": cs_min,
-    "importance_sampling": is_diag,
-    "curves": {ds: {k: {str(e): m for e, m in c.items()} for k, c in cv.items()} for ds, cv in curves.items()},
-    "compared_checkpoints": compared,
-    "models_from_cache": sum(train_hit),
-    "models": len(train_hit),
-}
+    kw = dict(z=Z_SIG, acc_within=ACC_WITHIN, n_bound=N_BOUND, n_attack=N_ATTACK, pgd_steps=PGD_STEPS, seed=SEED)
+    cl, compared[ds] = relation.claims(ds, meas[ds], curves[ds], RULES, profile=profile, cfg=CFG[ds], **kw)
+    claims += cl
+cs_min = relation.cauchy_schwarz_min([m["run"] for m in meas.values()], [m["bound_maps"] for m in meas.values()])
 params = dict(seed=SEED, n_seeds=N_SEEDS, classes=list(CLASSES), n_mc=N_MC, n_bound=N_BOUND, groups=GROUPS)
 params |= dict(n_attack=N_ATTACK, pgd_steps=PGD_STEPS, z_sig=Z_SIG, is_sigma=IS_SIGMA, is_defensive=IS_DEFENSIVE)
 params |= dict(acc_within=ACC_WITHIN, resolution=RESOLUTION, cfg={ds: dict(CFG[ds]) for ds in DATASETS})
 path = results.write_results(
     "01-uncertainty-relation",
-    P,
+    profile,
     claims,
     params=params,
-    data_source="; ".join(f"{ds}: {src}" for ds, src in sources.items()),
-    wall_time_s=wall,
+    data_source="; ".join(f"{ds}: {m['source']}" for ds, m in meas.items()),
+    wall_time_s=timer.stop(),
     device=runtime.device_name(device),
-    extra=extra,
+    extra=relation.extra(controls, cs_min, is_diag, curves, compared, hits),
     rules=RULES,
 )
-for c in claims:
-    print(f"{c['id']}: {c['verdict']} — {c['reason']}")
-    for name, m in c["metrics"].items():
-        print(f"    {name:40s} {metrics.fmt(m, digits=4)}  ({m['method']}, n={m['n']})")
-print(f"wall time {wall:.0f} s -> {path}")
+print(relation.claim_lines(claims))
+print(f"wall time {timer.seconds:.0f} s -> {path}")
 
 # %% tags=["nbval-check-output"]
 # Verdict cell: exact invariants first, then one line per claim.

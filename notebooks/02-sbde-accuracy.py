@@ -49,21 +49,18 @@ from nup_utils import report
 display(Markdown(report.glance("02-sbde-accuracy")))
 
 # %%
-import numpy as np
-from tqdm.auto import tqdm
-
-from nup_utils import data, metrics, paper, plotting, results, runtime, sbde, training, verdicts
+from nup_utils import data, paper, plotting, results, runtime, sbde, sbde_accuracy, verdicts
 
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
 SEED = 0  # offset added to the recipe's seeds (0 -> seeds 0, 1, 2); notebook 03 must use the same
 
 # %%
-P = runtime.resolve_profile(PROFILE)
-R = sbde.recipe(P)  # one recipe per profile, shared with notebook 03 (cache keys)
-SEEDS = tuple(SEED + s for s in R["seeds"])
+profile = runtime.resolve_profile(PROFILE)
+recipe = sbde.recipe(profile)  # one recipe per profile, shared with notebook 03 (cache keys)
+SEEDS = tuple(SEED + s for s in recipe["seeds"])
 ARMS = runtime.pick(
-    P,
+    profile,
     smoke={
         "imagenet": ["baseline", "sbde", "nearest", "bilinear", "zero", "sbde_k3"],
         "cifar": ["baseline", "sbde", "mean"],
@@ -73,9 +70,9 @@ ARMS = runtime.pick(
 )
 device = runtime.resolve_device("auto")
 gen = runtime.seed_everything(SEED)
-timer = runtime.Timer().__enter__()
-print(f"profile {P}; device {runtime.device_name(device)}; seeds {SEEDS}")
-print("recipe:", R)
+timer = runtime.Timer.started()
+print(f"profile {profile}; device {runtime.device_name(device)}; seeds {SEEDS}")
+print("recipe:", recipe)
 for stem, arms in ARMS.items():
     print(f"{stem:9s}", ", ".join(f"{a}={sbde.arm_transform(a)!r}" for a in arms))
 print("paper:", paper.P3)
@@ -104,7 +101,7 @@ print("paper:", paper.P3)
 # does not beat it" as not reproduced; that case is now inconclusive unless a control beats SBDE.
 
 # %%
-PAPER_ERR_REDUCTION = 1 - (100 - paper.get("p3_sbde_acc")["value"]) / (100 - paper.get("p3_baseline_acc")["value"])
+PAPER_ERR_REDUCTION = sbde_accuracy.paper_error_reduction()  # from nup_utils/paper.py
 HALF = 0.5  # ours: half of the paper's relative error reduction is the smallest effect that counts
 RULES = {
     **{
@@ -135,27 +132,14 @@ for name, rule in RULES.items():
 # any choice.
 
 # %%
-train_split, test_split = data.cifar10_subsets(R["train_size"], R["test_size"], seed=R["data_seed"])
+train_split, test_split = data.cifar10_subsets(recipe["train_size"], recipe["test_size"], seed=recipe["data_seed"])
 DATA_SOURCE = train_split.source
 print("train:", data.describe(train_split))
 print("test: ", data.describe(test_split))
 x_train, y_train = data.to_float(train_split.x, device), train_split.y.to(device)
 x_test, y_test = data.to_float(test_split.x, device), test_split.y.to(device)
 
-xs = x_test[:4].cpu()
-fig, axes = plotting.plt.subplots(1, 4, figsize=(10, 2.8))
-for ax, (name, tf) in zip(
-    axes,
-    [
-        ("original 32×32", sbde.arm_transform("baseline")),
-        ("SBDE K=2, c=0.5", sbde.arm_transform("sbde")),
-        ("nearest ×2", sbde.arm_transform("nearest")),
-        ("bilinear ×2", sbde.arm_transform("bilinear")),
-    ],
-):
-    ax.imshow(tf(xs[:1])[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax.set_title(name, fontsize=9)
-    ax.axis("off")
+fig = sbde_accuracy.input_figure(x_test)
 _ = plotting.savefig(fig, "02-inputs")
 
 # %% [markdown]
@@ -164,192 +148,55 @@ _ = plotting.savefig(fig, "02-inputs")
 # before; notebook 03 loads the same models through `sbde.train_arm`.
 
 # %%
-acc, hist, correct, cache_hits = {}, {}, {}, 0
-jobs = [(stem, arm, s) for stem, arms in ARMS.items() for arm in arms for s in SEEDS]
-for stem, arm, s in tqdm(jobs, desc="arms", disable=runtime.progress_disabled()):
-    model, h, hit = sbde.train_arm(arm, stem, s, R, x_train, y_train, DATA_SOURCE, device=device)
-    cache_hits += hit
-    correct[stem, arm, s] = training.evaluate(model, x_test, y_test, input_transform=sbde.arm_transform(arm)).numpy()
-    acc[stem, arm, s] = float(correct[stem, arm, s].mean())
-    hist[stem, arm, s] = h
-print(f"{len(jobs)} models ({cache_hits} from the cache)")
-
+runs = sbde_accuracy.train_all(ARMS, SEEDS, recipe, x_train, y_train, x_test, y_test, DATA_SOURCE, device=device)
+print(f"{len(runs.jobs)} models ({runs.cache_hits} from the cache)")
 
 # %% [markdown]
 # ## Accuracy per arm and paired differences against the baseline (same stem, same seed)
 
 
 # %%
-def per_seed(stem, arm, idx=None):
-    """Test accuracy of every seed (S,), on the test images ``idx`` (default all)."""
-    return np.array([correct[stem, arm, s].mean() if idx is None else correct[stem, arm, s][idx].mean() for s in SEEDS])
-
-
 # intervals carry both sources: training seeds (t) and the test images (bootstrap): metrics.seed_image_ci
-def si(f, what):
-    m = metrics.seed_image_ci(f, n_images=len(y_test), n_boot=1000, seed=SEED)
-    return {**m, "method": f"{what}; {m['method']}"}
-
-
-summary = {}
-print(f"{'stem':9s} {'arm':11s} {'acc mean ± std (%)':>20s} {'95% CI':>18s} {'vs baseline (pts)':>20s} {'95% CI':>18s}")
-for stem, arms in ARMS.items():
-    for arm in arms:
-        m = si(lambda i: per_seed(stem, arm, i), "accuracy")
-        d = (
-            si(
-                lambda i: per_seed(stem, arm, i) - per_seed(stem, "baseline", i),
-                "paired difference (same seed, same images)",
-            )
-            if arm != "baseline"
-            else None
-        )
-        summary[stem, arm] = (m, d)
-        dtxt = "" if d is None else f"{100 * d['value']:+20.2f} {metrics.fmt(d, 100):>18s}"
-        sd = 100 * per_seed(stem, arm).std(ddof=1) if len(SEEDS) > 1 else 0.0
-        print(f"{stem:9s} {arm:11s} {100 * m['value']:12.2f} ± {sd:5.2f} {metrics.fmt(m, 100):>18s} {dtxt}")
-pb, ps = paper.get("p3_baseline_acc"), paper.get("p3_sbde_acc")
-print(f"{'paper P3':9s} {'baseline':11s} {pb['value']:12.2f}   ({pb['label']}; setting unknown)")
-print(f"{'paper P3':9s} {'sbde':11s} {ps['value']:12.2f}   ({ps['label']})  gain {ps['value'] - pb['value']:+.2f} pts")
+summary, table = sbde_accuracy.summarize(runs, seed=SEED)
+print(table)
 
 # %% [markdown]
 # ## Figures: accuracy per arm (each seed and the mean with its 95% CI) and training-loss curves
 
 # %%
-fig, axes = plotting.plt.subplots(1, len(ARMS), figsize=(5.2 * len(ARMS), 3.8), squeeze=False)
-for ax, (stem, arms) in zip(axes[0], ARMS.items()):
-    ms = [summary[stem, a][0] for a in arms]
-    plotting.errorbar_points(
-        ax,
-        arms,
-        [100 * m["value"] for m in ms],
-        [100 * m["ci95"][0] for m in ms],
-        [100 * m["ci95"][1] for m in ms],
-        color="k",
-        label="mean, 95% CI",
-    )
-    for i, a in enumerate(arms):
-        ax.scatter(
-            np.full(len(SEEDS), i + 0.15),
-            100 * per_seed(stem, a),
-            s=12,
-            color="C0",
-            alpha=0.7,
-            label="seeds" if i == 0 else None,
-        )
-    ax.set_title(f"{stem} stem (ours, {P})")
-    ax.set_ylabel("clean test accuracy (%)")
-    ax.legend(fontsize=8)
-_ = plotting.savefig(fig, "02-accuracy-per-arm")
-
-fig, axes = plotting.plt.subplots(1, len(ARMS), figsize=(5.2 * len(ARMS), 3.5), squeeze=False)
-for ax, (stem, arms) in zip(axes[0], ARMS.items()):
-    for i, a in enumerate(arms):
-        curves = np.array([hist[stem, a, s]["train_loss"] for s in SEEDS])
-        ep = np.arange(1, curves.shape[1] + 1)
-        ax.plot(ep, curves.mean(0), color=f"C{i}", label=a)
-        ax.fill_between(ep, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.15)
-    ax.set_title(f"{stem} stem: training loss (mean, min-max over seeds)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("train cross-entropy")
-    ax.legend(fontsize=8)
-_ = plotting.savefig(fig, "02-train-loss")
+_ = plotting.savefig(sbde_accuracy.accuracy_figure(runs, summary, profile), "02-accuracy-per-arm")
+_ = plotting.savefig(sbde_accuracy.loss_figure(runs), "02-train-loss")
 
 # %% [markdown]
 # ## Claims (rules declared above)
 
 # %%
-claims = []
-for stem in ARMS:
-    mb, _ = summary[stem, "baseline"]
-    mS, dS = summary[stem, "sbde"]
-    rel = si(
-        lambda i: 1 - (1 - per_seed(stem, "sbde", i)) / (1 - per_seed(stem, "baseline", i)),
-        "per seed 1 - err(SBDE)/err(baseline)",
-    )
-    loss_d = metrics.paired_diff(
-        [hist[stem, "sbde", s]["train_loss"][-1] for s in SEEDS],
-        [hist[stem, "baseline", s]["train_loss"][-1] for s in SEEDS],
-    )
-    cid = f"sbde-gain-{stem}-stem"
-    claims.append(
-        results.claim(
-            cid,
-            f"SBDE (K=2, constant 0.5) raises CIFAR-10 clean accuracy of ResNet-18 ({stem} stem) over the 32x32 baseline",
-            RULES[cid],
-            {
-                "rel_error_reduction": rel,
-                "gain": dS,
-                "acc_baseline": mb,
-                "acc_sbde": mS,
-                "final_train_loss_diff": loss_d,
-            },
-            profile=P,
-            headline="rel_error_reduction",
-            paper_keys=("p3_baseline_acc", "p3_sbde_acc"),
-            protocol=f"{P}: width {R['width']}, {R['train_size'] or 50000} train / {R['test_size'] or 10000} test images, "
-            f"{R['epochs']} epochs, seeds {list(SEEDS)}; intervals: t over seeds + bootstrap over {len(y_test)} test images",
-            regime=f"baseline clean accuracy {100 * mb['value']:.1f}% vs the paper's {paper.get('p3_baseline_acc')['value']}%; "
-            f"ResNet-18 width {R['width']} (paper 64), {R['train_size'] or 50000} training images, "
-            f"{R['epochs']} epochs; JPEG re-encoded CIFAR-10",
-        )
-    )
-vs = [
-    si(lambda i, c=c: per_seed("imagenet", "sbde", i) - per_seed("imagenet", c, i), f"SBDE - {c}, paired")
-    for c in ("nearest", "bilinear")
-]
-claims.append(
-    results.claim(
-        "gain-from-symmetry-breaking",
-        "The SBDE gain comes from the inserted constants (symmetry breaking), not from the larger 64x64 "
-        "resolution: SBDE beats nearest and bilinear upsampling (ImageNet stem)",
-        RULES["gain-from-symmetry-breaking"],
-        {
-            "sbde_minus_nearest": vs[0],
-            "sbde_minus_bilinear": vs[1],
-            "nearest_minus_baseline": summary["imagenet", "nearest"][1],
-            "bilinear_minus_baseline": summary["imagenet", "bilinear"][1],
-            "zero_minus_baseline": summary["imagenet", "zero"][1],
-        },
-        profile=P,
-        headline="sbde_minus_nearest",
-        protocol=f"paired intervals: t over seeds + bootstrap over {len(y_test)} test images, ImageNet stem, same recipe for every arm",
-        regime=f"baseline clean accuracy {100 * summary['imagenet', 'baseline'][0]['value']:.1f}% "
-        f"vs the paper's {paper.get('p3_baseline_acc')['value']}%; controls are ours",
-    )
-)
-
-per_model = {f"{stem}/{arm}/seed{s}": acc[stem, arm, s] for stem, arm, s in jobs}
-curves = {f"{stem}/{arm}/seed{s}": hist[stem, arm, s]["train_loss"] for stem, arm, s in jobs}
-timer.__exit__(None, None, None)
+claims = sbde_accuracy.claims(runs, summary, RULES, profile=profile, rec=recipe, seed=SEED)
 path = results.write_results(
     "02-sbde-accuracy",
-    P,
+    profile,
     claims,
     params={
-        "recipe": R,
+        "recipe": recipe,
         "seeds": list(SEEDS),
         "arms": ARMS,
         "transforms": {a: repr(sbde.arm_transform(a)) for a in sbde.ARMS},
     },
     data_source=DATA_SOURCE,
-    wall_time_s=timer.seconds,
+    wall_time_s=timer.stop(),
     device=runtime.device_name(device),
-    extra={"accuracy_per_model": per_model, "train_loss_per_epoch": curves, "cache_hits": cache_hits},
+    extra={"accuracy_per_model": runs.accuracy(), "train_loss_per_epoch": runs.curves(), "cache_hits": runs.cache_hits},
     rules=RULES,
 )
-for c in claims:
-    print(f"{c['id']}: {c['verdict']} — {c['reason']}")
-    for k, v in c["metrics"].items():
-        scale, unit = (1, "(cross-entropy)") if "loss" in k else (100, "(% / pts)")
-        print(f"    {k:26s} {metrics.fmt(v, scale)} {unit}  ({v['method']}, n={v['n']})")
+print(sbde_accuracy.claim_lines(claims))
 print(f"wrote {path.name}; wall time {timer.seconds:.0f} s")
 
 # %% tags=["nbval-check-output"]
 # Invariants, then one stable line per claim.
-assert len(acc) == len(jobs) and all(0.0 <= a <= 1.0 for a in acc.values())
-assert all(len(hist[j]["train_loss"]) == R["epochs"] for j in jobs)
-if P != "smoke":  # every trained model must beat chance (10 classes) on the test subset
+acc = runs.accuracy()
+assert len(acc) == len(runs.jobs) and all(0.0 <= a <= 1.0 for a in acc.values())
+assert all(len(runs.hist[j]["train_loss"]) == recipe["epochs"] for j in runs.jobs)
+if profile != "smoke":  # every trained model must beat chance (10 classes) on the test subset
     assert min(acc.values()) > 0.15, "a model did not train"
 print(results.verdict_lines(claims))
 

@@ -48,13 +48,10 @@ from nup_utils import report
 display(Markdown(report.glance("03-mask-projection")))
 
 # %%
-from functools import partial
-
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from nup_utils import attacks, data, metrics, paper, plotting, results, runtime, sbde, training, verdicts
+from nup_utils import data, mask_projection, metrics, paper, plotting, results, runtime, sbde, verdicts
 
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
@@ -66,19 +63,20 @@ EPS_L2 = 0.5  # the one L2 budget (pixel units, whole input)
 RESTARTS = 3  # random restarts in the restart check
 
 # %%
-P = runtime.resolve_profile(PROFILE)
-R = sbde.recipe(P)
-SEEDS = tuple(SEED + s for s in R["seeds"])
-STEPS = runtime.pick(P, smoke=(1, 2, 3), quick=(10, 20, 50), full=(10, 20, 50))  # PGD steps
-EPS_GRID = runtime.pick(P, smoke=EPS_LINF[:2], quick=EPS_LINF, full=EPS_LINF)  # smoke: fewer budgets, same code
+profile = runtime.resolve_profile(PROFILE)
+recipe = sbde.recipe(profile)
+pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / full values)
+SEEDS = tuple(SEED + s for s in recipe["seeds"])
+STEPS = pick(smoke=(1, 2, 3), quick=(10, 20, 50), full=(10, 20, 50))  # PGD steps
+EPS_GRID = pick(smoke=EPS_LINF[:2], quick=EPS_LINF, full=EPS_LINF)  # smoke: fewer budgets, same code
 HEAD_STEPS = STEPS[1]
-N_ATTACK = runtime.pick(P, smoke=16, quick=500, full=2000)  # images attacked per model
-N_MINEPS = runtime.pick(P, smoke=8, quick=150, full=1000)  # images for the minimal-perturbation study
-MINEPS_GRID = np.geomspace(0.02, 4.0, runtime.pick(P, smoke=3, quick=12, full=16)).tolist()  # L2 grid
+N_ATTACK = pick(smoke=16, quick=500, full=2000)  # images attacked per model
+N_MINEPS = pick(smoke=8, quick=150, full=1000)  # images for the minimal-perturbation study
+MINEPS_GRID = np.geomspace(0.02, 4.0, pick(smoke=3, quick=12, full=16)).tolist()  # L2 grid
 device = runtime.resolve_device("auto")
 gen = runtime.seed_everything(SEED)
-timer = runtime.Timer().__enter__()
-print(f"profile {P}; device {runtime.device_name(device)}; seeds {SEEDS}; stem {STEM}; steps {STEPS}")
+timer = runtime.Timer.started()
+print(f"profile {profile}; device {runtime.device_name(device)}; seeds {SEEDS}; stem {STEM}; steps {STEPS}")
 print("paper:", paper.P3)
 
 # %% [markdown]
@@ -150,25 +148,19 @@ for name, rule in RULES.items():
 # ## Models from notebook 02 (cache) and the attacked images
 
 # %%
-train_split, test_split = data.cifar10_subsets(R["train_size"], R["test_size"], seed=R["data_seed"])
+train_split, test_split = data.cifar10_subsets(recipe["train_size"], recipe["test_size"], seed=recipe["data_seed"])
 DATA_SOURCE = train_split.source
 x_train, y_train = data.to_float(train_split.x, device), train_split.y.to(device)
 sel = data.balanced_indices(test_split.y, min(N_ATTACK, len(test_split)), seed=SEED + 7)
 x_att, y_att = data.to_float(test_split.x[sel], device), test_split.y[sel].to(device)
 print("attacked:", data.describe(test_split.subset(sel)))
-
 ARMS3 = ("baseline", "sbde", "sbde_k3")
-model, hits = {}, 0
-for arm in ARMS3:
-    for s in SEEDS if arm != "sbde_k3" else SEEDS[:1]:
-        model[arm, s], _, hit = sbde.train_arm(arm, STEM, s, R, x_train, y_train, DATA_SOURCE, device=device)
-        hits += hit
+model, hits = mask_projection.load_models(ARMS3, SEEDS, STEM, recipe, x_train, y_train, DATA_SOURCE, device=device)
 TF = {a: sbde.arm_transform(a) for a in ARMS3}
 print(f"{len(model)} models, {hits} from the cache (misses were trained here)")
-clean = {(a, s): training.evaluate(m, x_att, y_att, input_transform=TF[a]) for (a, s), m in model.items()}
+clean = mask_projection.clean_correct(model, TF, x_att, y_att)
 for (a, s), c in clean.items():
     print(f"clean accuracy {a:9s} seed {s}: {metrics.fmt(metrics.accuracy(c), 100)} %")
-
 
 # %% [markdown]
 # ## Robust accuracy under the four threat models
@@ -180,106 +172,20 @@ for (a, s), c in clean.items():
 
 
 # %%
-def make_attack(kind, norm, eps, steps=1, restarts=1, seed=0, mask=None, transform=None):
-    if kind == "fgsm":
-        return attacks.FGSM(eps=eps, norm=norm, mask=mask, transform=transform)
-    return attacks.PGD(
-        eps=eps,
-        step=2.5 * eps / steps,
-        steps=steps,
-        norm=norm,
-        restarts=restarts,
-        seed=seed,
-        mask=mask,
-        transform=transform,
-    )
-
-
-RUNS, COST = {}, {}
-
-
-def run(arm, s, kind, norm, eps, steps=1, restarts=1):
-    """Threat-model correctness for one (model, attack); memoized; cost in images per second."""
-    key = (arm, s, kind, norm, round(eps, 8), steps, restarts)
-    if key not in RUNS:
-        mk = partial(make_attack, kind, norm, eps, steps, restarts, s)
-        with runtime.Timer() as t:
-            RUNS[key] = sbde.threat_model_correct(model[arm, s], TF[arm], mk, x_att, y_att)
-        n_attacks = 1 if arm == "baseline" else 3
-        COST[key] = len(x_att) * n_attacks / t.seconds
-    return RUNS[key]
-
-
-print(
-    "example attacks:",
-    make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS),
-    "|",
-    make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS, transform=TF["sbde"].project),
-)
+head_attack = mask_projection.make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS)
+aware_attack = mask_projection.make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS, transform=TF["sbde"].project)
+print("example attacks:", head_attack, "|", aware_attack)
+threats = mask_projection.ThreatRuns(model, TF, x_att, y_att)
 s0 = SEEDS[0]
-grid = [(kind, "linf", e / 255, STEPS[0] if kind == "pgd" else 1) for kind in ("fgsm", "pgd") for e in EPS_GRID]
-grid += [("pgd", "l2", EPS_L2, STEPS[0])]
-for kind, norm, eps, steps in tqdm(grid, desc="grid", disable=runtime.progress_disabled()):
-    for arm in ("baseline", "sbde"):
-        run(arm, s0, kind, norm, eps, steps)
-for steps in STEPS:  # convergence in steps and restarts at the headline budget
-    for arm in ("baseline", "sbde"):
-        run(arm, s0, "pgd", "linf", HEADLINE_EPS / 255, steps)
-for arm in ("baseline", "sbde"):
-    run(arm, s0, "pgd", "linf", HEADLINE_EPS / 255, STEPS[0], RESTARTS)
-for s in SEEDS:  # headline for every seed
-    for arm in ("baseline", "sbde"):
-        run(arm, s, "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS)
-
-
-def racc(arm, s, threat, *key):
-    r = run(arm, s, *key)
-    return r["a" if arm == "baseline" else threat]
-
-
-print(f"seed {s0}, n = {len(x_att)} images; accuracy % [Wilson 95% CI]; baseline: (a) = (d), no Π")
-print(f"{'attack':26s} {'baseline (a)':>22s} " + " ".join(f"{'SBDE (' + t + ')':>22s}" for t in sbde.THREATS))
-rows = [(*g, 1) for g in grid] + [("pgd", "linf", HEADLINE_EPS / 255, st, 1) for st in STEPS[1:]]
-rows += [("pgd", "linf", HEADLINE_EPS / 255, STEPS[0], RESTARTS)]
-for kind, norm, eps, steps, restarts in rows:
-    name = kind.upper() + ("" if kind == "fgsm" else f"-{steps}") + ("" if restarts == 1 else f"x{restarts}")
-    name += f" {norm} {eps * 255:.0f}/255" if norm == "linf" else f" {norm} {eps}"
-    row = [metrics.fmt(metrics.accuracy(racc("baseline", s0, "a", kind, norm, eps, steps, restarts)), 100, 1)]
-    row += [
-        metrics.fmt(metrics.accuracy(racc("sbde", s0, t, kind, norm, eps, steps, restarts)), 100, 1)
-        for t in sbde.THREATS
-    ]
-    print(f"{name:26s} " + " ".join(f"{r:>22s}" for r in row))
-for key, r in RUNS.items():
-    if "c" in r and key[3] == "linf":
-        assert (r["c"] == r["d"]).float().mean() >= 0.99, f"(c) and (d) differ for {key}"
-cost = {f"{k[0]}/{k[2]}/{k[3]}/eps{k[4]:.4g}/steps{k[5]}x{k[6]}/seed{k[1]}": v for k, v in COST.items()}
+grid_kw = dict(eps_grid=EPS_GRID, eps_l2=EPS_L2, steps=STEPS, head_eps=HEADLINE_EPS / 255, head_steps=HEAD_STEPS)
+rows = mask_projection.run_grid(threats, SEEDS, restarts=RESTARTS, **grid_kw)
+print(mask_projection.threat_table(threats, s0, rows))
+assert threats.linf_c_equals_d(), "(c) and (d) differ under L-inf"
+cost = threats.cost_by_name()
 print("attack cost, images per second (per attack run):", {k: round(v) for k, v in list(cost.items())[:4]}, "...")
 
 # %%
-fig, axes = plotting.plt.subplots(1, 2, figsize=(11, 3.8))
-for ax, kind in zip(axes, ("fgsm", "pgd")):
-    steps = 1 if kind == "fgsm" else STEPS[0]
-    eps = [e / 255 for e in EPS_GRID]
-    series = [("baseline (a)=(d)", "baseline", "a", "k")] + [
-        (f"SBDE ({t})", "sbde", t, f"C{i}") for i, t in enumerate(sbde.THREATS)
-    ]
-    for label, arm, t, col in series:
-        ms = [metrics.accuracy(racc(arm, s0, t, kind, "linf", e, steps)) for e in eps]
-        ax.errorbar(
-            EPS_GRID,
-            [100 * m["value"] for m in ms],
-            yerr=[[100 * (m["value"] - m["ci95"][0]) for m in ms], [100 * (m["ci95"][1] - m["value"]) for m in ms]],
-            marker="o",
-            capsize=3,
-            color=col,
-            label=label,
-            ls="--" if t == "d" else "-",
-        )
-    ax.set_xlabel("L∞ ε (×1/255)")
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_title(f"{kind.upper()}{'' if kind == 'fgsm' else '-' + str(steps)}, seed {s0}, n={len(x_att)} (ours, {P})")
-    ax.legend(fontsize=8)
+fig = mask_projection.robust_figure(threats, s0, eps_grid=EPS_GRID, steps0=STEPS[0], profile=profile)
 _ = plotting.savefig(fig, "03-robust-accuracy")
 
 # %% [markdown]
@@ -291,78 +197,16 @@ _ = plotting.savefig(fig, "03-robust-accuracy")
 # slopes would give the auxiliary subspace a share of 3/4, its share of coordinates.
 
 # %%
-mask = TF["sbde"].mask(32, 32, device)  # (1, 1, 64, 64), True = auxiliary
-geo = {}
-for s in SEEDS:
-    xt = TF["sbde"](x_att)
-    gs = sbde.grad_split(model["sbde", s], xt, y_att, mask)
-    pa = sbde.pgd_path_attribution(
-        model["sbde", s],
-        xt,
-        y_att,
-        mask,
-        eps=HEADLINE_EPS / 255,
-        step=2.5 * HEADLINE_EPS / 255 / STEPS[0],
-        steps=STEPS[0],
-    )
-    geo[s] = {
-        "ratio_per_coord": gs["ratio_per_coord"],
-        "ratio_l2": gs["ratio_l2"],
-        "share_aux": pa["share_aux"],
-        "l1_aux": gs["l1_aux"],
-        "l1_orig": gs["l1_orig"],
-        "l2_aux": gs["l2_aux"],
-        "l2_orig": gs["l2_orig"],
-        "first_order": pa["total"],
-        "actual": pa["actual"],
-    }
-    print(
-        f"seed {s}: median per-coordinate |g| ratio aux/orig {gs['ratio_per_coord'].median():.3f}; "
-        f"L2 ratio {gs['ratio_l2'].median():.3f}; mean L1 aux {gs['l1_aux'].mean():.3g} vs orig {gs['l1_orig'].mean():.3g}; "
-        f"PGD loss-increase share from aux {pa['share_aux'].mean():.3f} (first-order {pa['total'].mean():.3f} "
-        f"vs actual {pa['actual'].mean():.3f})"
-    )
-# per-seed means -> t-interval over seeds (seed-level uncertainty); log-ratio averaged so the ratio is symmetric
-ratio_seed = [float(torch.exp(torch.log(geo[s]["ratio_per_coord"].clamp_min(1e-12)).mean())) for s in SEEDS]
-share_seed = [float(geo[s]["share_aux"].mean()) for s in SEEDS]
-
-ts = np.linspace(0, 2.0, runtime.pick(P, smoke=3, quick=11, full=21))
-n_prof = min(len(x_att), runtime.pick(P, smoke=8, quick=200, full=500))
-prof = data.balanced_indices(y_att.cpu(), n_prof, seed=SEED + 17).to(device)  # x_att is class-ordered
-xt, y_prof = TF["sbde"](x_att[prof]), y_att[prof]
-_, g0 = sbde._input_grad(model["sbde", s0], xt, y_prof)
-pgen = sbde.seed_generator(SEED + 11)
-profiles = {}
-for which in ("aux", "orig"):
-    for dname in ("random", "gradient"):
-        d = sbde.subspace_direction(
-            xt.shape, mask, which, grad=g0 if dname == "gradient" else None, gen=pgen if dname == "random" else None
-        ).to(device)
-        profiles[which, dname] = sbde.loss_profile(model["sbde", s0], xt, y_prof, d, ts)
-fig, axes = plotting.plt.subplots(1, 2, figsize=(11, 3.6))
-for (which, dname), prof in profiles.items():
-    axes[0].plot(
-        ts,
-        prof.numpy(),
-        ls="-" if dname == "gradient" else ":",
-        color="C3" if which == "aux" else "C0",
-        label=f"{which} subspace, {dname} direction",
-    )
-axes[0].set_xlabel("step t along a unit-L2 direction")
-axes[0].set_ylabel("mean cross-entropy")
-axes[0].set_title(f"loss profiles, SBDE seed {s0}, n={n_prof}")
-axes[0].legend(fontsize=8)
-r0 = geo[s0]["ratio_per_coord"].clamp_min(1e-6).log10().numpy()
-axes[1].hist(r0, bins=30, color="C3", alpha=0.8)
-axes[1].axvline(0, color="k", lw=1)
-axes[1].set_xlabel("log10 (mean |g| per aux coordinate / per original coordinate)")
-axes[1].set_ylabel("images")
-axes[1].set_title("gradient concentration per image")
-_ = plotting.savefig(fig, "03-gradient-geometry")
-print(
-    {f"{w}/{d}": [round(float(v), 3) for v in p[[0, len(ts) // 2, -1]]] for (w, d), p in profiles.items()},
-    "(loss at t = 0, middle, end)",
+geo, ratio_seed, share_seed, lines = mask_projection.geometry(
+    model, TF["sbde"], x_att, y_att, SEEDS, eps=HEADLINE_EPS / 255, steps=STEPS[0]
 )
+print(lines)
+ts = np.linspace(0, 2.0, pick(smoke=3, quick=11, full=21))
+n_prof = min(len(x_att), pick(smoke=8, quick=200, full=500))
+profiles = mask_projection.loss_profiles(model["sbde", s0], TF["sbde"], x_att, y_att, n=n_prof, ts=ts, seed=SEED)
+fig = mask_projection.geometry_figure(profiles, ts, geo[s0]["ratio_per_coord"], s0, n_prof)
+_ = plotting.savefig(fig, "03-gradient-geometry")
+print(mask_projection.profile_line(profiles))
 
 # %% [markdown]
 # ## Extension: minimal adversarial perturbation against input dimension
@@ -375,47 +219,11 @@ print(
 # %%
 sel_m = data.balanced_indices(test_split.y, min(N_MINEPS, len(test_split)), seed=SEED + 13)
 x_m, y_m = data.to_float(test_split.x[sel_m], device), test_split.y[sel_m].to(device)
-mineps, dims = {}, {}
-for arm, K in (("baseline", 1), ("sbde", 2), ("sbde_k3", 3)):
-    fn = lambda e: attacks.PGD(eps=e, step=2.5 * e / STEPS[0], steps=STEPS[0], norm="l2", seed=SEED)  # noqa: E731
-    xt = TF[arm](x_m)
-    me = sbde.min_adv_eps(model[arm, s0], xt, y_m, MINEPS_GRID, fn)
-    ok = me > 0  # drop images misclassified clean
-    mineps[K] = torch.where(torch.isinf(me[ok]), torch.tensor(MINEPS_GRID[-1]), me[ok]).numpy()
-    dims[K] = xt[0].numel()
-    print(
-        f"K={K}: d={dims[K]}, {int(ok.sum())} correctly classified, censored {int(torch.isinf(me[ok]).sum())}, "
-        f"median minimal L2 eps {np.median(mineps[K]):.4f}"
-    )
-Ks = sorted(mineps)
-all_eps = np.concatenate([mineps[k] for k in Ks])  # (sum n_K,) images of every K, resampled within K
-part = np.concatenate([np.full(len(mineps[k]), j) for j, k in enumerate(Ks)])
-
-
-def slope(i):  # log-log slope of the median minimal eps over input dimension, from resampled images i
-    meds = [np.median(all_eps[i][part[i] == j]) for j in range(len(Ks))]
-    return float(np.polyfit(np.log([dims[k] for k in Ks]), np.log(meds), 1)[0])
-
-
-slope_m = metrics.index_bootstrap_ci(
-    slope,
-    all_eps.size,
-    strata=part,
-    n_boot=1000,
-    seed=SEED,
-    method="bootstrap over images within K (log-log fit of medians)",
-)
-fig, ax = plotting.plt.subplots(figsize=(5, 3.6))
-meds = [np.median(mineps[k]) for k in Ks]
-ax.loglog([dims[k] for k in Ks], meds, "o-", label="median minimal L2 ε (ours)")
-ax.loglog([dims[k] for k in Ks], [meds[0] * (dims[k] / dims[1]) ** -0.5 for k in Ks], "k--", label="1/√d from K=1")
-ax.set_xlabel("input dimension d")
-ax.set_ylabel("minimal L2 ε")
-ax.set_title(f"slope {metrics.fmt(slope_m, 1, 2)}")
-ax.legend(fontsize=8)
-_ = plotting.savefig(fig, "03-min-perturbation-vs-dim")
+mineps, dims, lines = mask_projection.min_eps_study(model, TF, x_m, y_m, MINEPS_GRID, steps=STEPS[0], seed=SEED, s0=s0)
+print(lines)
+slope_m = mask_projection.scaling_slope(mineps, dims, seed=SEED)
+_ = plotting.savefig(mask_projection.scaling_figure(mineps, dims, slope_m), "03-min-perturbation-vs-dim")
 print("slope of log median eps vs log d:", metrics.fmt(slope_m, 1, 3))
-
 
 # %% [markdown]
 # ## Interactive: one image, ε and steps (widgets; skipped when ipywidgets is missing)
@@ -423,35 +231,7 @@ print("slope of log median eps vs log d:", metrics.fmt(slope_m, 1, 3))
 
 
 # %%
-def show_attack(index=0, eps255=4.0, steps=10, aware=False):
-    m, tf = model["sbde", s0], TF["sbde"]
-    xi, yi = tf(x_att[index : index + 1]), y_att[index : index + 1]
-    atk = make_attack("pgd", "linf", eps255 / 255, int(steps), transform=tf.project if aware else None)
-    xa = atk(m, xi, yi)
-    imgs = [("clean", xi), ("adversarial", xa), ("projected Π(adv)", tf.project(xa))]
-    fig, axs = plotting.plt.subplots(1, 3, figsize=(9, 3.2))
-    for ax, (name, z) in zip(axs, imgs):
-        with torch.no_grad():
-            pred = int(m(z).argmax(1))
-        ax.imshow(z[0].permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
-        ax.set_title(f"{name}\npred {data.CIFAR10_CLASSES[pred]} (true {data.CIFAR10_CLASSES[int(yi)]})", fontsize=8)
-        ax.axis("off")
-    print(atk)
-
-
-if runtime.widgets_enabled():  # live kernel: the explorer; batch runs (NUP_HEADLESS=1): one static example
-    import ipywidgets as widgets
-
-    widgets.interact_manual(
-        show_attack,
-        index=widgets.IntSlider(0, 0, len(x_att) - 1),
-        eps255=widgets.FloatSlider(value=4.0, min=0.5, max=16.0, step=0.5),
-        steps=widgets.IntSlider(10, 1, 50),
-        aware=widgets.Checkbox(False),
-    )
-else:
-    show_attack()
-
+mask_projection.attack_explorer(model["sbde", s0], TF["sbde"], x_att, y_att)
 
 # %% [markdown]
 # ## Claims (rules declared at the top, `RULES`)
@@ -460,203 +240,34 @@ else:
 
 
 # %%
-def seeds_acc(arm, threats, given_clean, idx=None):
-    """Per seed: share of the attacked images ``idx`` (default all) robust to every threat in ``threats``
-    (headline attack); given_clean=True: among those classified correctly when clean (0 if none)."""
-    out = []
-    for s in SEEDS:
-        c = clean[arm, s] if idx is None else clean[arm, s][idx]
-        ok = c.clone() if given_clean else torch.ones_like(c)
-        for t in threats:
-            r = racc(arm, s, t, "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS)
-            ok &= r if idx is None else r[idx]
-        out.append(float(ok.sum() / (c.sum().clamp_min(1) if given_clean else len(ok))))
-    return np.array(out)
-
-
-# intervals carry both sources: training seeds (t) and the attacked images (bootstrap), metrics.seed_image_ci
-THREAT_SETS = {("baseline", "a"): ("a",), **{("sbde", t): (t,) for t in sbde.THREATS}, ("sbde", "aware"): ("c", "d")}
-SI = dict(n_images=len(x_att), n_boot=1000, seed=SEED)
-
-
-def diff(x, y, given_clean=True, what="robust | clean"):  # paired over seeds and over the same images
-    m = metrics.seed_image_ci(
-        lambda i: seeds_acc(*x[:1], THREAT_SETS[x], given_clean, i) - seeds_acc(*y[:1], THREAT_SETS[y], given_clean, i),
-        **SI,
-    )
-    return {**m, "method": f"{m['method']}, paired, of {what}"}
-
-
-M = {
-    f"robust_{a}_{t}": metrics.seed_image_ci(lambda i, k=(a, t): seeds_acc(k[0], THREAT_SETS[k], True, i), **SI)
-    for (a, t) in THREAT_SETS
-}
-M.update(
-    {
-        f"clean_{a}": metrics.seed_image_ci(
-            lambda i, a=a: np.array([float(clean[a, s][i].float().mean()) for s in SEEDS]), **SI
-        )
-        for a in ("baseline", "sbde")
-    }
-)
-BASE, ALL = ("baseline", "a"), dict(given_clean=False, what="robust accuracy over all attacked images")
-ratio_m, share_m = metrics.mean_ci(ratio_seed), metrics.mean_ci(share_seed)
-SMOKE = P == "smoke"
-
-
-def shifted(m, by, method):  # the same interval, moved: a metric relative to a threshold
-    return {
-        **m,
-        "value": m["value"] + by,
-        "ci95": [m["ci95"][0] + by, m["ci95"][1] + by],
-        "method": method + m["method"],
-    }
-
-
-HEAD = (
-    f"PGD-{HEAD_STEPS} L-inf eps={HEADLINE_EPS}/255, {STEM} stem, seeds {list(SEEDS)}, n={len(x_att)} attacked "
-    "images/seed; robust | clean = robust among the clean-correct ones; intervals: t over seeds + image bootstrap"
-)
-regime = (
-    f"clean accuracy baseline {100 * M['clean_baseline']['value']:.1f}%, SBDE {100 * M['clean_sbde']['value']:.1f}% "
-    f"(paper: {paper.get('p3_baseline_acc')['value']}% / {paper.get('p3_sbde_acc')['value']}%); width {R['width']} "
-    f"ResNet-18, {R['train_size'] or 50000} training images; attack settings ours (paper's unknown)"
-)
-claims = [
-    results.claim(
-        "sbde-fragility",
-        "SBDE models are less robust than the baseline to iterative white-box attacks "
-        "(all pixels attacked, threat model a)",
-        RULES["sbde-fragility"],
-        {
-            "sbde_minus_baseline": diff(("sbde", "a"), BASE),
-            "sbde_minus_baseline_all_images": diff(("sbde", "a"), BASE, **ALL),
-            "robust_sbde_a": M["robust_sbde_a"],
-            "robust_baseline_a": M["robust_baseline_a"],
-            "clean_sbde": M["clean_sbde"],
-            "clean_baseline": M["clean_baseline"],
-        },
-        headline="sbde_minus_baseline",
-        paper_keys=("p3_sbde_acc",),
-        protocol=HEAD,
-        profile=P,
-        regime=regime,
-    ),
-    results.claim(
-        "projection-restores-unaware",
-        "Mask projection restores robustness against an attacker unaware of it (threat model b)",
-        RULES["projection-restores-unaware"],
-        {
-            "b_minus_a": diff(("sbde", "b"), ("sbde", "a")),
-            "b_minus_baseline_a": diff(("sbde", "b"), BASE),
-            "b_minus_baseline_a_all_images": diff(("sbde", "b"), BASE, **ALL),
-            "robust_sbde_b": M["robust_sbde_b"],
-        },
-        headline="b_minus_baseline_a",
-        protocol=HEAD,
-        profile=P,
-        regime=regime,
-    ),
-    results.claim(
-        "projection-restores-aware",
-        "Mask projection restores robustness against an attacker who knows it: robust | clean of the defended "
-        "SBDE system under the aware attacker (worse of c, through Pi, and d, original pixels only) is no worse "
-        "than the baseline's",
-        RULES["projection-restores-aware"],
-        {
-            "aware_minus_baseline_a": diff(("sbde", "aware"), BASE),
-            "aware_minus_baseline_a_all_images": diff(("sbde", "aware"), BASE, **ALL),
-            "aware_minus_b": diff(("sbde", "aware"), ("sbde", "b")),
-            "robust_sbde_aware": M["robust_sbde_aware"],
-            "robust_sbde_c": M["robust_sbde_c"],
-            "robust_sbde_d": M["robust_sbde_d"],
-            "robust_baseline_a": M["robust_baseline_a"],
-        },
-        headline="aware_minus_baseline_a",
-        protocol=HEAD,
-        profile=P,
-        regime=regime,
-    ),
-    results.claim(
-        "gradient-concentration",
-        "Loss gradients are steeper along the inserted (auxiliary) axes: "
-        "per-coordinate |grad| ratio aux/orig > 1 and the auxiliary share of the PGD loss increase > 3/4",
-        RULES["gradient-concentration"],
-        {
-            "grad_ratio_minus_1": shifted(ratio_m, -1.0, "ratio - 1; "),
-            "share_minus_coord_share": shifted(share_m, -0.75, "share - 3/4; "),
-            "grad_ratio_per_coord": ratio_m,
-            "pgd_share_aux": share_m,
-        },
-        headline="grad_ratio_per_coord",
-        protocol=f"SBDE models, {STEM} stem, {len(x_att)} images per seed, "
-        f"t-interval over seed means; PGD-{STEPS[0]} eps {HEADLINE_EPS}/255 path",
-        profile=P,
-        regime=regime,
-    ),
-    results.claim(
-        "min-perturbation-scaling",
-        "Extension (Gao et al.): the minimal L2 adversarial perturbation "
-        "scales like 1/sqrt(d) across K = 1, 2, 3 (slope -0.5 in log-log)",
-        RULES["min-perturbation-scaling"],
-        {"slope_plus_half": shifted(slope_m, 0.5, "slope + 0.5; "), "slope": slope_m},
-        headline="slope",
-        protocol=f"seed {s0} models, {N_MINEPS} balanced test images, L2 PGD-{STEPS[0]}, "
-        f"eps grid {len(MINEPS_GRID)} geometric values",
-        profile=P,
-        regime=regime,
-    ),
-]
-for c in claims:
-    print(f"{c['id']}: {c['verdict']} — {c['reason']}")
-    for k, v in c["metrics"].items():
-        scale = 1 if k in ("slope", "slope_plus_half", "grad_ratio_per_coord", "grad_ratio_minus_1") else 100
-        print(f"    {k:22s} {metrics.fmt(v, scale)}  ({v['method']}, n={v['n']})")
-timer.__exit__(None, None, None)
+kw = dict(ratio_seed=ratio_seed, share_seed=share_seed, slope_m=slope_m, profile=profile, rec=recipe, stem=STEM)
+kw |= dict(head_eps=HEADLINE_EPS / 255, head_steps=HEAD_STEPS, steps0=STEPS[0], n_mineps=N_MINEPS)
+claims = mask_projection.claims(threats, clean, SEEDS, RULES, n_grid=len(MINEPS_GRID), seed=SEED, **kw)
+print(mask_projection.claim_lines(claims))
+params = dict(recipe=recipe, seeds=list(SEEDS), stem=STEM, eps_linf_255=list(EPS_LINF), headline_eps_255=HEADLINE_EPS)
+params |= dict(eps_l2=EPS_L2, steps=list(STEPS), restarts=RESTARTS, n_attack=len(x_att), n_mineps=N_MINEPS)
+params |= dict(mineps_grid=MINEPS_GRID, attack_example=repr(head_attack))
+extra = mask_projection.extra(threats, s0, cost=cost, hits=hits, mineps=mineps, dims=dims)
 path = results.write_results(
     "03-mask-projection",
-    P,
+    profile,
     claims,
-    params={
-        "recipe": R,
-        "seeds": list(SEEDS),
-        "stem": STEM,
-        "eps_linf_255": list(EPS_LINF),
-        "headline_eps_255": HEADLINE_EPS,
-        "eps_l2": EPS_L2,
-        "steps": list(STEPS),
-        "restarts": RESTARTS,
-        "n_attack": len(x_att),
-        "n_mineps": N_MINEPS,
-        "mineps_grid": MINEPS_GRID,
-        "attack_example": repr(make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS)),
-    },
+    params=params,
     data_source=DATA_SOURCE,
-    wall_time_s=timer.seconds,
+    wall_time_s=timer.stop(),
     device=runtime.device_name(device),
-    extra={
-        "robust_accuracy_seed0": {
-            f"{k[0]}/{k[2]}/{k[3]}/eps{k[4]:.4g}/steps{k[5]}x{k[6]}": {t: float(v.float().mean()) for t, v in r.items()}
-            for k, r in RUNS.items()
-            if k[1] == s0
-        },
-        "attack_cost_images_per_s": cost,
-        "median_min_l2_eps": {str(k): float(np.median(v)) for k, v in mineps.items()},
-        "dims": {str(k): v for k, v in dims.items()},
-        "model_cache_hits": hits,
-    },
+    extra=extra,
     rules=RULES,
 )
 print(
-    f"wrote {path.name}; wall time {timer.seconds:.0f} s; median attack cost "
-    f"{np.median(list(cost.values())):.0f} images/s"
+    f"wrote {path.name}; wall time {timer.seconds:.0f} s; median attack cost {np.median(list(cost.values())):.0f} img/s"
 )
 
 # %% tags=["nbval-check-output"]
 # Invariants, then one stable line per claim.
-assert all((r["c"] == r["d"]).float().mean() >= 0.99 for k, r in RUNS.items() if "c" in r and k[3] == "linf")
-for s in SEEDS if not SMOKE else ():  # an attack does not raise accuracy above clean (trained models)
-    assert racc("sbde", s, "a", "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS).sum() <= clean["sbde", s].sum()
+assert threats.linf_c_equals_d()
+for s in SEEDS if profile != "smoke" else ():  # an attack does not raise accuracy above clean (trained models)
+    assert threats.racc("sbde", s, "a", "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS).sum() <= clean["sbde", s].sum()
 assert torch.equal(TF["sbde"].project(TF["sbde"](x_att)), TF["sbde"](x_att))  # Pi leaves clean inputs unchanged
 print(results.verdict_lines(claims))
 

@@ -71,9 +71,8 @@ display(Markdown(report.glance("06-pi-expansion")))
 import math
 
 import matplotlib.pyplot as plt
-import torch
 
-from nup_utils import functions, metrics, paper, piexp, plotting, results, runtime, verdicts
+from nup_utils import functions, paper, pi_expansion, piexp, plotting, results, runtime, verdicts
 
 # %% tags=["parameters"]
 PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
@@ -81,20 +80,20 @@ SEED = 0  # first seed; seeds are SEED, SEED+1, ...
 WORKERS = 0  # fit processes, one torch thread each (0: the cores available, smoke: 1)
 
 # %%
-P = runtime.resolve_profile(PROFILE)
+profile = runtime.resolve_profile(PROFILE)
 gen = runtime.seed_everything(SEED)
-FUNCS = runtime.pick(P, smoke=("F1", "F2"), quick=("F1", "F2", "F8", "F10"), full=functions.KEYS)
-SEEDS = tuple(range(SEED, SEED + runtime.pick(P, smoke=2, quick=2, full=4)))
+FUNCS = runtime.pick(profile, smoke=("F1", "F2"), quick=("F1", "F2", "F8", "F10"), full=functions.KEYS)
+SEEDS = tuple(range(SEED, SEED + runtime.pick(profile, smoke=2, quick=2, full=4)))
 PROTO = runtime.pick(
-    P, smoke=piexp.protocol(n_train=64, n_test=16, max_iter=10), quick=piexp.protocol(), full=piexp.protocol()
+    profile, smoke=piexp.protocol(n_train=64, n_test=16, max_iter=10), quick=piexp.protocol(), full=piexp.protocol()
 )
 LITERAL = {**PROTO, **piexp.PAPER_LITERAL}  # the sensitivity arm: float32, no line search, zero biases
-NPROC = 1 if P == "smoke" else (WORKERS or runtime.available_cores())
+NPROC = 1 if profile == "smoke" else (WORKERS or runtime.available_cores())
 ARMS = tuple(piexp.ARMS)
-timer = runtime.Timer().__enter__()
+timer = runtime.Timer.started()
 print(paper.P4)
 print("paper:", {k: paper.fmt(k) for k in ("p4_iter_reduction", "p4_mse_reduction")})
-print(f"profile {P}; functions {FUNCS}; seeds {SEEDS}; {len(ARMS)} arms; workers {NPROC}")
+print(f"profile {profile}; functions {FUNCS}; seeds {SEEDS}; {len(ARMS)} arms; workers {NPROC}")
 print("primary protocol:", PROTO)
 
 # %% [markdown]
@@ -158,21 +157,8 @@ for name, rule in RULES.items():
 # ## The ten targets
 
 # %%
-display(
-    Markdown(
-        report.md_table(
-            ["key", "name", "category", "formula"],
-            [[t.key, t.name, t.category, f"${t.formula}$"] for t in functions.TARGETS],
-        )
-    )
-)
-xs = torch.linspace(*functions.DOMAIN, 2000, dtype=torch.float64)[:, None]
-fig, axes = plt.subplots(2, 5, figsize=(12, 3.6), sharex=True)
-for ax, t in zip(axes.flat, functions.TARGETS):
-    ax.plot(xs.flatten(), t(xs).flatten(), lw=0.8)
-    ax.set_title(f"{t.key}: {t.name}", fontsize=8)
-fig.tight_layout()
-_ = plotting.savefig(fig, "06-targets")
+display(Markdown(pi_expansion.targets_table()))
+_ = plotting.savefig(pi_expansion.targets_figure(), "06-targets")
 plt.show()
 
 # %% [markdown]
@@ -181,18 +167,8 @@ plt.show()
 #    MLP with the x column computes. 2. Bias-ctrl computes the same function as Exp-5 at init.
 
 # %%
-n_params = {
-    name: sum(p.numel() for p in arm.build(runtime.make_generator(SEED)).parameters())
-    for name, arm in piexp.ARMS.items()
-}
-display(
-    Markdown(
-        report.md_table(
-            ["arm", "input", "widths", "parameters", "label"],
-            [[n, piexp.layout(a), a.widths, f"{n_params[n]:,}", a.label] for n, a in piexp.ARMS.items()],
-        )
-    )
-)
+n_params = pi_expansion.parameter_counts(SEED)
+display(Markdown(pi_expansion.arms_table(n_params)))
 zero_gap, ctrl_gap = piexp.exact_checks(SEED)
 print(f"max |Exp-5 0 - 1-D| = {zero_gap:.2e};  max |Bias-ctrl - Exp-5| at init = {ctrl_gap:.2e}")
 
@@ -207,89 +183,14 @@ n_failed, n_cap = sum(s["failed"] for s in summary), sum(s["at_cap"] for s in su
 print(
     f"{len(records)} fits; failed: {n_failed}; at an iteration or evaluation cap: {n_cap} ({n_cap / len(records):.0%})"
 )
-display(
-    Markdown(
-        report.md_table(
-            [
-                "arm",
-                "failed",
-                "iterations (ok)",
-                "evaluations (ok)",
-                "at cap",
-                "reached R²=0.99",
-                "median evals to R²=0.99 (censored)",
-                "geo-mean test MSE ×10⁻² (ok)",
-                "wall s/fit",
-            ],
-            [
-                [
-                    s["arm"],
-                    f"{s['failed']}/{s['fits']}",
-                    f"{s['iters_ok_mean']:.0f}",
-                    f"{s['evals_ok_mean']:.0f}",
-                    f"{s['at_cap']}/{s['fits']}",
-                    f"{s['reached_target']}/{s['fits'] - s['failed']}",
-                    f"{s['evals_to_target_median_censored']:.0f}",
-                    f"{100 * s['test_mse_geomean_ok']:.3g}",
-                    f"{s['wall_s_mean']:.1f}",
-                ]
-                for s in summary
-            ],
-        )
-    )
-)
+display(Markdown(pi_expansion.fits_table(summary)))
 
 # %% [markdown]
 # ## Claims
 
 # %%
-M = piexp.claim_metrics(records)
-share_cap = n_cap / len(records)
-regime = (
-    f"ours: float64 + strong-Wolfe LBFGS (the paper's precision and line search are unknown); "
-    f"{len(FUNCS)} of 10 functions × {len(SEEDS)} seeds; {share_cap:.0%} of fits ran to a cap; "
-    f"{n_failed} of {len(records)} fits failed"
-)
-STATEMENTS = {
-    "fewer-iterations": f"Exp-5 (π) fits faster than Std (paper: {paper.fmt('p4_iter_reduction')} fewer LBFGS iterations)",
-    "lower-mse": f"Exp-5 (π) reaches a lower final test MSE than Std (paper: {paper.fmt('p4_mse_reduction')} lower)",
-    "pi-best-constant": "In 5-D, π gives a lower test MSE than e, 1, 0 and mixed (0, 1, e)",
-    "five-d-best": "5-D is the best expansion dimension: faster than 3-D and 7-D",
-    "bias-control": "[recon, ours] A 1-D model with Exp-5's effective bias and its scale (Bias-ctrl) fits like Exp-5",
-    "zero-expansion-check": "[check] An all-zero 5-D expansion fits like Std (same function class)",
-}
-HEADLINES = {
-    "fewer-iterations": "evals_reduction",
-    "lower-mse": "mse_reduction",
-    "pi-best-constant": "log_mse_0_vs_pi",
-    "five-d-best": "log_evals_3_vs_5",
-    "bias-control": "log_mse_ctrl_vs_exp5",
-    "zero-expansion-check": "log_mse_zero_vs_std",
-}
-PAPER_KEYS = {
-    "fewer-iterations": ("p4_iter_reduction", "p4_std_iters", "p4_exp5_iters"),
-    "lower-mse": ("p4_mse_reduction", "p4_std_mse", "p4_exp5_mse", "p4_adjusted_mse"),
-    "pi-best-constant": ("p4_rel_mse_mixed", "p4_rel_mse_e", "p4_rel_mse_1", "p4_rel_mse_0"),
-    "five-d-best": ("p4_exp3_iters", "p4_exp5_iters", "p4_exp7_iters"),
-}
-claims = [
-    results.claim(
-        cid,
-        STATEMENTS[cid],
-        RULES[cid],
-        M[cid],
-        profile=P,
-        headline=HEADLINES[cid],
-        paper_keys=PAPER_KEYS.get(cid, ()),
-        regime=regime,
-        protocol="paired log ratios over successful (function, seed) pairs; t-interval",
-    )
-    for cid in RULES
-]
-for c in claims:
-    print(f"{c['id']}: {c['verdict']} — {c['reason']}")
-    for name, m in c["metrics"].items():
-        print(f"    {name:26s} {metrics.fmt(m, digits=3)}  (n={m['n']})")
+claims = pi_expansion.claims(records, summary, RULES, profile=profile, funcs=FUNCS, seeds=SEEDS)
+print(pi_expansion.claim_lines(claims))
 
 # %% [markdown]
 # ## Sensitivity: the paper-literal protocol
@@ -298,43 +199,17 @@ for c in claims:
 
 # %%
 literal = piexp.run_grid(piexp.grid(FUNCS, ("Std", "Exp-5"), SEEDS, LITERAL), workers=NPROC, desc="paper-literal fits")
-sens = {
-    "failure_rate": {a: piexp.failure_rate(literal, a) for a in ("Std", "Exp-5")},
-    "summary": piexp.arm_summary(literal, ("Std", "Exp-5")),
-}
-try:
-    sens["log_mse_exp5_vs_std"] = piexp.log_ratio(literal, "Std", "Exp-5", "test_mse")
-except ValueError as exc:  # too few successful pairs: said, not hidden
-    sens["log_mse_exp5_vs_std"] = None
-    print("paper-literal log MSE ratio not computable:", exc)
-display(
-    Markdown(
-        report.md_table(
-            ["protocol", "failed Std", "failed Exp-5", "log test-MSE ratio Exp-5/Std (successful pairs)"],
-            [
-                [
-                    "primary (float64, strong Wolfe)",
-                    metrics.fmt(piexp.failure_rate(records, "Std")),
-                    metrics.fmt(piexp.failure_rate(records, "Exp-5")),
-                    metrics.fmt(M["lower-mse"]["mse_reduction"]) + " (as reduction)",
-                ],
-                [
-                    "paper-literal (float32, none, zero bias)",
-                    metrics.fmt(sens["failure_rate"]["Std"]),
-                    metrics.fmt(sens["failure_rate"]["Exp-5"]),
-                    metrics.fmt(sens["log_mse_exp5_vs_std"]) if sens["log_mse_exp5_vs_std"] else "—",
-                ],
-            ],
-        )
-    )
-)
+sens, table = pi_expansion.sensitivity(literal, records)
+if sens["not_computable"]:  # too few successful pairs: said, not hidden
+    print("paper-literal log MSE ratio not computable:", sens["not_computable"])
+display(Markdown(table))
 
 # %% [markdown]
 # ## Figures
 
 # %%
 fig = piexp.plot_summary(records, literal, ARMS, FUNCS)
-_ = plotting.savefig(fig, f"06-summary-{P}")
+_ = plotting.savefig(fig, f"06-summary-{profile}")
 plt.show()
 
 # %% [markdown]
@@ -342,37 +217,15 @@ plt.show()
 # The fit on the test points and the loss at every LBFGS evaluation (widgets; static when headless).
 
 # %%
-by_key = {(r["function"], r["arm"], r["seed"]): r for r in records}
-
-
-def show_fit(function=FUNCS[0], arm="Exp-5", seed=SEEDS[0], compare="Std"):
-    piexp.plot_fit(by_key, function, arm, compare, seed, PROTO["n_test"])
-    plt.show()
-
-
-if runtime.widgets_enabled():  # live kernel: the explorer; batch runs (NUP_HEADLESS=1): one static example
-    import ipywidgets as widgets
-
-    display(
-        widgets.interactive(
-            show_fit,
-            function=widgets.Dropdown(options=list(FUNCS)),
-            arm=widgets.Dropdown(options=list(ARMS), value="Exp-5"),
-            seed=widgets.Dropdown(options=list(SEEDS)),
-            compare=widgets.Dropdown(options=list(ARMS), value="Std"),
-        )
-    )
-else:
-    show_fit()
+pi_expansion.explorer(records, FUNCS, ARMS, SEEDS, PROTO["n_test"])
 
 # %% [markdown]
 # ## Results
 
 # %%
-timer.__exit__(None, None, None)
 path = results.write_results(
     "06-pi-expansion",
-    P,
+    profile,
     claims,
     rules=RULES,
     params={
@@ -385,19 +238,9 @@ path = results.write_results(
         "blowup_factor": piexp.BLOWUP,
     },
     data_source="synthetic: ten 1-D target functions (nup_utils.functions), no downloaded data",
-    wall_time_s=timer.seconds,
+    wall_time_s=timer.stop(),
     device=runtime.device_name("cpu"),
-    extra={
-        "arm_summary": summary,
-        "n_params": n_params,
-        "fits": [piexp.fit_record(r) for r in records],
-        "paper_literal": {
-            "arm_summary": sens["summary"],
-            "fits": [piexp.fit_record(r) for r in literal],
-            "failure_rate": sens["failure_rate"],
-            "log_mse_exp5_vs_std": sens["log_mse_exp5_vs_std"],
-        },
-    },
+    extra=pi_expansion.extra(summary, n_params, records, literal, sens),
 )
 print(f"wrote {path.name}; wall time {timer.seconds:.0f} s")
 

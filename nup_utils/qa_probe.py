@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from . import llm_probe, metrics
+from . import llm_probe, metrics, results
 
 # Prompt wordings ({q} = the question); drafted (ours) by looking at the *format* of a handful of
 # answers, never at accuracy. Which one is the fixed wording is chosen on validation questions.
@@ -316,3 +316,169 @@ def plot(res: dict, choice: dict):
     ax[1].set_ylabel("error rate (Wilson 95% CI)")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- notebook 05: the experiment
+def experiment(
+    lm,
+    questions: list[dict],
+    wordings: dict,
+    *,
+    val_frac: float,
+    seed: int,
+    max_new_tokens: int,
+    n_boot: int,
+    n_cost: int = 64,
+) -> dict:
+    """Split, run every wording on the validation questions (both probe losses), choose there, run the test
+    questions with the chosen loss only, and analyze. Returns the split indices, both runs, the choice,
+    the test analysis and printable lines."""
+    val_idx, test_idx = split(questions, val_frac=val_frac, seed=seed)
+    val_run = run_model(lm, [questions[i] for i in val_idx], wordings, max_new_tokens=max_new_tokens)
+    choice = choose(val_run)
+    test_run = run_model(
+        lm,
+        [questions[i] for i in test_idx],
+        wordings,
+        losses=(choice["loss"],),
+        max_new_tokens=max_new_tokens,
+        n_cost=n_cost,
+    )
+    res = analyze(test_run, choice, n_boot=n_boot, seed=seed)
+    lines = [
+        f"model: {lm.info}",
+        f"{len(val_idx)} validation / {len(test_idx)} test questions; wordings {list(wordings)}",
+        f"validation accuracy per wording: {choice['val_accuracy']} -> fixed wording {choice['wording']!r}",
+        f"chosen on validation: probe {choice['variant']}, baseline {choice['baseline']}",
+        f"test accuracy (fixed wording): {metrics.fmt(res['test_accuracy'], 100)} %; "
+        f"answers per wording: {res['grades']}",
+    ]
+    return dict(
+        val_idx=val_idx,
+        test_idx=test_idx,
+        val_run=val_run,
+        test_run=test_run,
+        choice=choice,
+        res=res,
+        lines="\n".join(lines),
+    )
+
+
+# ---------------------------------------------------------------- notebook 05: claims, summaries, limits
+STATEMENTS = {
+    "probe-flags-hallucination": "Weak prefill prompt-gradient coupling flags hallucination (test AUROC > 0.5)",
+    "probe-beats-baselines": "The probe beats the best decoding-free baseline from the same forward pass (our test)",
+    "prompt-selection": "Choosing the paraphrase by probe score raises accuracy over a fixed one",
+    "goldilocks-band": "Goldilocks band: error is lowest at middle coupling, higher at both extremes",
+}
+HEADLINES = {
+    "probe-flags-hallucination": "probe_auroc_within_category",
+    "probe-beats-baselines": "auroc_probe_minus_best_baseline",
+    "prompt-selection": "accuracy_gain_vs_fixed",
+    "goldilocks-band": "low_minus_mid",
+}
+
+
+def claims(res: dict, choice: dict, info: dict, rules: dict, *, profile: str, n_questions: int) -> list[dict]:
+    """The four real-model claims, decided by the declared ``rules``; ``info`` is the loaded model's record."""
+    protocol = (
+        f"{info['name']}, greedy answers, wording {choice['wording']!r}, probe {choice['variant']} and baseline "
+        f"{choice['baseline']} chosen on {choice['n_val']} validation questions; AUROC within category"
+    )
+    regime = (
+        f"{info['name']} ({info['n_params'] / 1e6:.0f}M parameters, {info['dtype']}) on our {n_questions}-question "
+        f"closed-book benchmark, test accuracy {res['test_accuracy']['value']:.1%} over {res['n_test']} questions; "
+        "the paper's LLMs, labels and 500-prompt benchmark are unknown"
+    )
+    m = claim_metrics(res, choice)
+    return [
+        results.claim(
+            k,
+            f"{STATEMENTS[k]} — {info['name']}",
+            rules[k],
+            m[k],
+            profile=profile,
+            headline=HEADLINES[k],
+            paper_keys=("p2_auroc",) if k == "probe-flags-hallucination" else (),
+            protocol=protocol,
+            regime=regime,
+        )
+        for k in STATEMENTS
+    ]
+
+
+def cost_line(c: dict) -> str:
+    """Probe, forward and greedy-answer time per prompt (a run's ``cost``) and their ratios."""
+    probe, fwd, greedy = c["probe_sec_per_prompt"], c["forward_sec_per_prompt"], c["greedy_decode_sec_per_prompt"]
+    return (
+        f"cost per prompt on this CPU ({c['threads']} threads): probe {probe * 1e3:.0f} ms, "
+        f"forward {fwd * 1e3:.0f} ms, greedy answer {greedy * 1e3:.0f} ms; "
+        f"probe / forward {probe / fwd:.2f}x, probe / greedy answer {probe / greedy:.2f}x"
+    )
+
+
+def summary_lines(res: dict, choice: dict) -> str:
+    """The test split's headline numbers after the detection table."""
+    sel = {k: metrics.fmt(v, 100) for k, v in res["selection"].items()}
+    return "\n".join(
+        [
+            f"probe {choice['variant']} − baseline {choice['baseline']}, AUROC within category: "
+            + metrics.fmt(res["probe_minus_baseline_within_category"], digits=3),
+            f"prompt selection: {sel} choice share {res['choice_share']}",
+            f"Goldilocks (error, points): { {k: metrics.fmt(v, 100) for k, v in res['goldilocks'].items()} }",
+        ]
+    )
+
+
+def extra(res: dict, choice: dict, info: dict, val_run: dict, test_run: dict, questions: list[dict], test_idx) -> dict:
+    """The results file's ``real_model`` block: model record, choices, test metrics, costs, grades and
+    the first 20 test answers with their grades."""
+    return {
+        "model": info,
+        "choice": choice,
+        "test": {k: v for k, v in res.items() if k != "deciles"},
+        "deciles": res["deciles"],
+        "cost_per_prompt": test_run["cost"],
+        "val_grades": grade_counts(val_run),
+        "answers_sample": [
+            [questions[i]["question"], *test_run["answers"][j].tolist(), *test_run["grade"][j].tolist()]
+            for j, i in enumerate(test_idx[:20])
+        ],
+    }
+
+
+def limits_markdown(
+    res: dict, choice: dict, info: dict, test_run: dict, *, n_wordings: int, max_new_tokens: int
+) -> str:
+    """Notebook 05's "what this shows / limits" bullets for the real model, every number from this run."""
+    c = test_run["cost"]
+    det = res["detection"]
+    within = {
+        k: d["auroc_within_category"]["value"]
+        for k, d in det.items()
+        if k.count("/") == 2 and d.get("auroc_within_category")
+    }
+    lo, hi = min(within.values(), default=float("nan")), max(within.values(), default=float("nan"))
+    grades = res["grades"].values()
+    return f"""- **Real model.** {info["name"]} ({info["n_params"] / 1e6:.0f}M parameters) is a small model: it answers
+  {res["test_accuracy"]["value"]:.1%} of the {res["n_test"]} test questions correctly with the fixed wording
+  {choice["wording"]!r}, so most "hallucinations" here are confident wrong answers of a weak model, and the paper's
+  LLMs (unknown to us) are much larger. One model, one benchmark: the intervals carry question sampling only.
+- **Confound.** The probe's pooled test AUROC is {metrics.fmt(det[choice["variant"]]["auroc"])}
+  and the category-alone reference's {metrics.fmt(det["category_alone"]["auroc"])}; the verdict
+  uses the AUROC within category, {metrics.fmt(det[choice["variant"]]["auroc_within_category"])}.
+- **Direction.** The paper's direction (weak coupling = risk) was fixed before any number. Over the chosen loss's
+  variants, test AUROC within category ranges from {lo:.3f} to {hi:.3f} ({len(within)} computable);
+  a value far below 0.5 would mean that *strong* coupling flags errors here, the opposite of the claim
+  (an observation, not a tested rule).
+- **Choices.** Wording, probe variant ({choice["variant"]}) and baseline ({choice["baseline"]}) were chosen on
+  {choice["n_val"]} validation questions; the test split reports only the chosen loss's variants. Our wordings
+  are {n_wordings} instructions, not the paper's paraphrases (unknown).
+- **Grading** is lenient (an alias anywhere in the first line of the answer, more often than in the question):
+  a lucky number can count as correct. Unanswered: {sum(v["unanswered"] for v in grades)};
+  answers cut at {max_new_tokens} tokens: {sum(v["truncated"] for v in grades)} over all wordings
+  (counted as graded, usually wrong).
+- **Cost** on this CPU ({c["threads"]} threads): the probe ({len(test_run["losses"])} loss) costs
+  {c["probe_sec_per_prompt"] / c["forward_sec_per_prompt"]:.1f}x a forward pass and
+  {c["probe_sec_per_prompt"] / c["greedy_decode_sec_per_prompt"]:.1f}x a greedy answer of at most {max_new_tokens}
+  tokens."""

@@ -186,7 +186,16 @@ def git_commit() -> str:
 
 
 class Timer:
-    """``with Timer() as t: ...; t.seconds``"""
+    """``with Timer() as t: ...; t.seconds``, or across notebook cells ``t = Timer.started()`` ... ``t.stop()``."""
+
+    @classmethod
+    def started(cls) -> Timer:
+        return cls().__enter__()
+
+    def stop(self) -> float:
+        """Stop the clock; returns (and keeps in ``seconds``) the time since the start."""
+        self.__exit__(None, None, None)
+        return self.seconds
 
     def __enter__(self):
         self.start = time.perf_counter()

@@ -270,3 +270,37 @@ def test_run_model_on_a_tiny_random_lm_counts_every_answer():
     one = qa_probe.run_model(lm, qs, words, losses=("greedy_nll",), max_new_tokens=2)
     np.testing.assert_allclose(one["risk"]["greedy_nll/cos/mean"], run["risk"]["greedy_nll/cos/mean"], rtol=1e-5)
     assert torch.get_num_threads() >= 1
+
+
+def test_notebook_claims_summary_and_limits_from_a_synthetic_run():
+    from nup_utils import verdicts
+
+    val, test = _synthetic_run(seed=1), _synthetic_run(seed=2)
+    ch = qa_probe.choose(val)
+    res = qa_probe.analyze(test, ch, n_boot=100)
+    rules = {
+        "probe-flags-hallucination": verdicts.Superiority("probe_auroc_minus_half", min_effect=0.05),
+        "probe-beats-baselines": verdicts.Direction("auroc_probe_minus_best_baseline", "+"),
+        "prompt-selection": verdicts.Superiority("accuracy_gain_vs_fixed", min_effect=0.01),
+        "goldilocks-band": verdicts.AllOf(
+            (verdicts.Direction("low_minus_mid", "+"), verdicts.Direction("high_minus_mid", "+"))
+        ),
+    }
+    info = {"name": "toy", "n_params": 2e6, "dtype": "float32"}
+    claims = {c["id"]: c for c in qa_probe.claims(res, ch, info, rules, profile="quick", n_questions=600)}
+    assert claims["probe-flags-hallucination"]["verdict"] == "reproduced"  # the informative synthetic probe
+    assert claims["probe-beats-baselines"]["verdict"] == "reproduced"
+    assert (
+        "600-question" in claims["probe-flags-hallucination"]["regime"]
+        and "toy" in claims["prompt-selection"]["protocol"]
+    )
+    smoke = qa_probe.claims(res, ch, info, rules, profile="smoke", n_questions=600)
+    assert {c["verdict"] for c in smoke} == {"inconclusive"}
+    test["cost"] = {"threads": 2, "probe_sec_per_prompt": 0.3, "forward_sec_per_prompt": 0.1}
+    test["cost"]["greedy_decode_sec_per_prompt"] = 0.6
+    assert "probe / forward 3.00x, probe / greedy answer 0.50x" in qa_probe.cost_line(test["cost"])
+    assert "AUROC within category" in qa_probe.summary_lines(res, ch)
+    text = qa_probe.limits_markdown(res, ch, info, test, n_wordings=2, max_new_tokens=8)
+    assert "toy (2M parameters)" in text and "3.0x a forward pass" in text and "Unanswered: 0" in text
+    ex = qa_probe.extra(res, ch, info, val, test, [{"question": f"q{i}"} for i in range(300)], np.arange(300))
+    assert len(ex["answers_sample"]) == 20 and ex["answers_sample"][0][0] == "q0" and "deciles" not in ex["test"]

@@ -1,0 +1,123 @@
+"""Notebook 03's glue (nup_utils.mask_projection): claims from synthetic threat-model results, the
+scaling fit, the L-inf (c) = (d) check, tables and figures; one real threat-model run on a tiny model."""
+
+import numpy as np
+import pytest
+import torch
+
+from nup_utils import mask_projection as mp
+from nup_utils import models, sbde, verdicts
+
+N, SEEDS, HEAD = 400, (0, 1, 2), ("pgd", "linf", 2 / 255, 20)
+
+
+def _threats(robust: dict[str, float], clean: float = 0.8, seed: int = 0):
+    """ThreatRuns whose headline results are drawn per image: robust among clean-correct with the given rates."""
+    g = torch.Generator().manual_seed(seed)
+    tr = mp.ThreatRuns({}, {}, torch.zeros(N, 3, 32, 32), torch.zeros(N, dtype=torch.long))
+    cl = {}
+    for s in SEEDS:
+        for arm in ("baseline", "sbde"):
+            c = torch.rand(N, generator=g) < clean
+            cl[arm, s] = c
+            u = torch.rand(N, generator=g)  # one draw per image: nested threat models stay nested
+            threats = ("a",) if arm == "baseline" else sbde.THREATS
+            name = lambda t, arm=arm: "baseline" if arm == "baseline" else f"sbde_{t}"  # noqa: E731
+            tr.runs[(arm, s, *HEAD[:2], round(HEAD[2], 8), HEAD[3], 1)] = {
+                t: c & (u < robust[name(t)]) for t in threats
+            }
+    return tr, cl
+
+
+def _rules():
+    return {
+        "sbde-fragility": verdicts.Direction("sbde_minus_baseline", "-"),
+        "projection-restores-unaware": verdicts.AllOf(
+            (verdicts.Direction("b_minus_a", "+"), verdicts.NonInferiority("b_minus_baseline_a", 0.03))
+        ),
+        "projection-restores-aware": verdicts.NonInferiority("aware_minus_baseline_a", 0.03),
+        "gradient-concentration": verdicts.AllOf(
+            (verdicts.Direction("grad_ratio_minus_1", "+"), verdicts.Direction("share_minus_coord_share", "+"))
+        ),
+        "min-perturbation-scaling": verdicts.Equivalence("slope_plus_half", 0.25),
+    }
+
+
+def _claims(tr, cl, slope_m, profile="quick"):
+    rec = {"width": 8, "train_size": 2500}
+    kw = dict(ratio_seed=[2.0, 2.1, 1.9], share_seed=[0.9, 0.92, 0.88], slope_m=slope_m, profile=profile, rec=rec)
+    kw |= dict(stem="imagenet", head_eps=HEAD[2], head_steps=HEAD[3], steps0=10, n_mineps=150, n_grid=12, seed=0)
+    return {c["id"]: c for c in mp.claims(tr, cl, SEEDS, _rules(), **kw)}
+
+
+def _power_law_mineps(exponent: float, n: int = 200) -> tuple[dict, dict]:
+    rng = np.random.default_rng(0)
+    dims = {1: 3072, 2: 12288, 3: 27648}
+    return {k: 0.5 * (d / 3072) ** exponent * np.exp(0.05 * rng.standard_normal(n)) for k, d in dims.items()}, dims
+
+
+def test_scaling_slope_recovers_the_exponent():
+    for exponent in (-0.5, 0.0):
+        mineps, dims = _power_law_mineps(exponent)
+        m = mp.scaling_slope(mineps, dims, seed=0, n_boot=200)
+        assert m["ci95"][0] <= exponent + 0.02 and m["ci95"][1] >= exponent - 0.02 and m["ci95"][1] - m["ci95"][0] < 0.1
+    fig = mp.scaling_figure(mineps, dims, m)
+    assert fig.axes
+    mp.plotting.plt.close(fig)
+
+
+def test_claims_follow_the_data():
+    rates = {"baseline": 0.6, "sbde_a": 0.2, "sbde_b": 0.58, "sbde_c": 0.55, "sbde_d": 0.55}
+    tr, cl = _threats(rates)
+    slope = mp.scaling_slope(*_power_law_mineps(-0.5), seed=0, n_boot=200)
+    by = _claims(tr, cl, slope)
+    assert by["sbde-fragility"]["verdict"] == "reproduced"
+    assert by["gradient-concentration"]["verdict"] == "reproduced"
+    assert by["min-perturbation-scaling"]["verdict"] == "reproduced"
+    assert by["projection-restores-aware"]["metrics"]["aware_minus_baseline_a"]["value"] < 0
+    assert (
+        "clean accuracy baseline" in by["sbde-fragility"]["regime"] and "eps=2/255" in by["sbde-fragility"]["protocol"]
+    )
+    flat = mp.scaling_slope(*_power_law_mineps(0.0), seed=0, n_boot=200)
+    tr2, cl2 = _threats({"baseline": 0.4, "sbde_a": 0.6, "sbde_b": 0.6, "sbde_c": 0.1, "sbde_d": 0.1})
+    by2 = _claims(tr2, cl2, flat)
+    assert by2["sbde-fragility"]["verdict"] == "not_reproduced"  # SBDE is *more* robust here
+    assert by2["projection-restores-aware"]["verdict"] == "not_reproduced"  # 30 points below the baseline
+    assert by2["min-perturbation-scaling"]["verdict"] == "not_reproduced"  # slope 0 is far from -0.5
+    smoke = _claims(tr, cl, slope, profile="smoke")
+    assert {c["verdict"] for c in smoke.values()} == {"inconclusive"}
+    assert "slope_plus_half" in mp.claim_lines(list(smoke.values()))
+
+
+def test_c_equals_d_check_and_extra():
+    tr, _ = _threats({"baseline": 0.6, "sbde_a": 0.2, "sbde_b": 0.5, "sbde_c": 0.4, "sbde_d": 0.4})
+    assert tr.linf_c_equals_d()
+    key = next(k for k in tr.runs if k[0] == "sbde")
+    tr.runs[key]["d"] = ~tr.runs[key]["c"]
+    assert not tr.linf_c_equals_d()
+    ex = mp.extra(tr, 0, cost={}, hits=3, mineps={1: np.array([0.5, 1.0])}, dims={1: 3072})
+    assert ex["median_min_l2_eps"] == {"1": 0.75} and ex["model_cache_hits"] == 3
+    assert set(ex["robust_accuracy_seed0"]) == {
+        "baseline/pgd/linf/eps0.007843/steps20x1",
+        "sbde/pgd/linf/eps0.007843/steps20x1",
+    }
+
+
+def test_a_real_grid_on_a_tiny_model():
+    """Two tiny random ResNets through the real attacks: shapes, the table, c = d under L-inf, the figure."""
+    torch.manual_seed(0)
+    tf = {a: sbde.arm_transform(a) for a in ("baseline", "sbde")}
+    net = {(a, 0): models.resnet18(stem="imagenet", width=2).eval() for a in tf}
+    x, y = torch.rand(6, 3, 32, 32), torch.arange(6) % 10
+    tr = mp.ThreatRuns(net, tf, x, y)
+    kw = dict(eps_grid=(2,), eps_l2=0.5, steps=(1, 2, 3), head_eps=2 / 255, head_steps=2)
+    rows = mp.run_grid(tr, (0,), restarts=2, **kw)
+    assert len(rows) == 2 + 1 + 2 + 1  # FGSM + PGD per eps, one L2, two more step counts, the restart row
+    table = mp.threat_table(tr, 0, rows)
+    assert table.count("\n") == len(rows) + 1 and "SBDE (d)" in table
+    assert tr.linf_c_equals_d() and all(v > 0 for v in tr.cost.values())
+    fig = mp.robust_figure(tr, 0, eps_grid=(2,), steps0=1, profile="smoke")
+    assert len(fig.axes) == 2
+    mp.plotting.plt.close(fig)
+    with pytest.raises(KeyError):
+        tr.run("sbde_k3", 0, "pgd", "linf", 2 / 255, 1)  # no such model: a clear KeyError, not a silent pass
