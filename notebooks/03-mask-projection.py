@@ -156,9 +156,9 @@ x_att, y_att = data.to_float(test_split.x[sel], device), test_split.y[sel].to(de
 print("attacked:", data.describe(test_split.subset(sel)))
 ARMS3 = ("baseline", "sbde", "sbde_k3")
 model, hits = mask_projection.load_models(ARMS3, SEEDS, STEM, recipe, x_train, y_train, DATA_SOURCE, device=device)
-TF = {a: sbde.arm_transform(a) for a in ARMS3}
+transforms = {a: sbde.arm_transform(a) for a in ARMS3}
 print(f"{len(model)} models, {hits} from the cache (misses were trained here)")
-clean = mask_projection.clean_correct(model, TF, x_att, y_att)
+clean = mask_projection.clean_correct(model, transforms, x_att, y_att)
 for (a, s), c in clean.items():
     print(f"clean accuracy {a:9s} seed {s}: {metrics.fmt(metrics.accuracy(c), 100)} %")
 
@@ -173,9 +173,11 @@ for (a, s), c in clean.items():
 
 # %%
 head_attack = mask_projection.make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS)
-aware_attack = mask_projection.make_attack("pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS, transform=TF["sbde"].project)
+aware_attack = mask_projection.make_attack(
+    "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS, transform=transforms["sbde"].project
+)
 print("example attacks:", head_attack, "|", aware_attack)
-threats = mask_projection.ThreatRuns(model, TF, x_att, y_att)
+threats = mask_projection.ThreatRuns(model, transforms, x_att, y_att)
 s0 = SEEDS[0]
 grid_kw = dict(eps_grid=EPS_GRID, eps_l2=EPS_L2, steps=STEPS, head_eps=HEADLINE_EPS / 255, head_steps=HEAD_STEPS)
 rows = mask_projection.run_grid(threats, SEEDS, restarts=RESTARTS, **grid_kw)
@@ -198,12 +200,14 @@ _ = plotting.savefig(fig, "03-robust-accuracy")
 
 # %%
 geo, ratio_seed, share_seed, lines = mask_projection.geometry(
-    model, TF["sbde"], x_att, y_att, SEEDS, eps=HEADLINE_EPS / 255, steps=STEPS[0]
+    model, transforms["sbde"], x_att, y_att, SEEDS, eps=HEADLINE_EPS / 255, steps=STEPS[0]
 )
 print(lines)
 ts = np.linspace(0, 2.0, pick(smoke=3, quick=11, full=21))
 n_prof = min(len(x_att), pick(smoke=8, quick=200, full=500))
-profiles = mask_projection.loss_profiles(model["sbde", s0], TF["sbde"], x_att, y_att, n=n_prof, ts=ts, seed=SEED)
+profiles = mask_projection.loss_profiles(
+    model["sbde", s0], transforms["sbde"], x_att, y_att, n=n_prof, ts=ts, seed=SEED
+)
 fig = mask_projection.geometry_figure(profiles, ts, geo[s0]["ratio_per_coord"], s0, n_prof)
 _ = plotting.savefig(fig, "03-gradient-geometry")
 print(mask_projection.profile_line(profiles))
@@ -219,7 +223,9 @@ print(mask_projection.profile_line(profiles))
 # %%
 sel_m = data.balanced_indices(test_split.y, min(N_MINEPS, len(test_split)), seed=SEED + 13)
 x_m, y_m = data.to_float(test_split.x[sel_m], device), test_split.y[sel_m].to(device)
-mineps, dims, lines = mask_projection.min_eps_study(model, TF, x_m, y_m, MINEPS_GRID, steps=STEPS[0], seed=SEED, s0=s0)
+mineps, dims, lines = mask_projection.min_eps_study(
+    model, transforms, x_m, y_m, MINEPS_GRID, steps=STEPS[0], seed=SEED, s0=s0
+)
 print(lines)
 slope_m = mask_projection.scaling_slope(mineps, dims, seed=SEED)
 _ = plotting.savefig(mask_projection.scaling_figure(mineps, dims, slope_m), "03-min-perturbation-vs-dim")
@@ -231,7 +237,7 @@ print("slope of log median eps vs log d:", metrics.fmt(slope_m, 1, 3))
 
 
 # %%
-mask_projection.attack_explorer(model["sbde", s0], TF["sbde"], x_att, y_att)
+mask_projection.attack_explorer(model["sbde", s0], transforms["sbde"], x_att, y_att)
 
 # %% [markdown]
 # ## Claims (rules declared at the top, `RULES`)
@@ -268,7 +274,9 @@ print(
 assert threats.linf_c_equals_d()
 for s in SEEDS if profile != "smoke" else ():  # an attack does not raise accuracy above clean (trained models)
     assert threats.racc("sbde", s, "a", "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS).sum() <= clean["sbde", s].sum()
-assert torch.equal(TF["sbde"].project(TF["sbde"](x_att)), TF["sbde"](x_att))  # Pi leaves clean inputs unchanged
+assert torch.equal(
+    transforms["sbde"].project(transforms["sbde"](x_att)), transforms["sbde"](x_att)
+)  # Pi leaves clean inputs unchanged
 print(results.verdict_lines(claims))
 
 # %% [markdown]

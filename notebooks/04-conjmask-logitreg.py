@@ -152,9 +152,9 @@ for name, rule in RULES.items():
 # used for the final evaluation.
 
 # %%
-d = conjmask_study.split_data(setup, device=device)
-assert len(set(d.val_idx.tolist()) & set(d.tr_idx.tolist())) == 0
-print(d.lines)
+splits = conjmask_study.split_data(setup, device=device)
+assert len(set(splits.val_idx.tolist()) & set(splits.tr_idx.tolist())) == 0
+print(splits.lines)
 
 # %% [markdown]
 # ## Training the arms
@@ -162,7 +162,7 @@ print(d.lines)
 # computed in eval mode (the model's train mode is restored); the test-time defence uses the predicted label.
 
 # %%
-train = conjmask_study.Trainer(setup, d, device=device)
+train = conjmask_study.Trainer(setup, splits, device=device)
 nets, logit_cands, masks = conjmask_study.train_arms(setup, train)
 
 # %% [markdown]
@@ -172,7 +172,7 @@ nets, logit_cands, masks = conjmask_study.train_arms(setup, train)
 # standard model's minus 5 points; ties -> higher clean accuracy. Seed `SEEDS[0]` decides for all seeds.
 
 # %%
-selection, R_TEST, LOGIT_KEY, lines = conjmask_study.select(setup, d, nets, logit_cands)
+selection, R_TEST, LOGIT_KEY, lines = conjmask_study.select(setup, splits, nets, logit_cands)
 print(lines)
 conjmask_study.train_chosen(setup, train, nets, logit_cands[LOGIT_KEY][0], masks["xgrad"])
 
@@ -184,8 +184,8 @@ conjmask_study.train_chosen(setup, train, nets, logit_cands[LOGIT_KEY][0], masks
 # that robust accuracy can be driven to about 0.
 
 # %%
-res = conjmask_study.attack_arms(setup, d, nets, R_TEST)
-summary = conjmask_study.Summary(setup, res, d.atk_idx)  # per-image tables, two-level bootstrap intervals
+res = conjmask_study.attack_arms(setup, splits, nets, R_TEST)
+summary = conjmask_study.Summary(setup, res, splits.atk_idx)  # per-image tables, two-level bootstrap intervals
 print(summary.lines())
 
 # %% [markdown]
@@ -195,7 +195,7 @@ print(summary.lines())
 # state ρ ∝ e^{-ℓ} (P2's loss-induced state). Measured on the bare model (the probe is a property of the network).
 
 # %%
-nup, lines = conjmask_study.nup_quantities(setup, d, nets)
+nup, lines = conjmask_study.nup_quantities(setup, splits, nets)
 print(lines)
 
 # %% [markdown]
@@ -239,7 +239,7 @@ path = results.write_results(
     profile,
     claims,
     params=params,
-    data_source=d.source,
+    data_source=splits.source,
     wall_time_s=timer.stop(),
     device=runtime.device_name(device),
     extra=conjmask_study.extra(setup, summary, nup, selection, R_TEST, LOGIT_KEY, sanity, large),
@@ -253,7 +253,7 @@ for k, v in sanity.items():
     if profile == "smoke" and k == "large_eps_zero":
         continue  # smoke models are near-constant classifiers (one epoch on 60 images): they cannot be driven to 0
     assert all(ok for *_, ok in v), f"sanity check {k} failed: {[(a, s) for a, s, ok in v if not ok]}"
-assert len(set(d.val_idx.tolist()) & set(d.tr_idx.tolist())) == 0, "validation overlaps training"
+assert len(set(splits.val_idx.tolist()) & set(splits.tr_idx.tolist())) == 0, "validation overlaps training"
 assert all(0 <= summary.clean_acc[a]["value"] <= 1 for a in ARMS)
 for a in ARMS:  # robust accuracy never exceeds clean accuracy of the deployed system
     assert all(summary.table[a][e]["value"] <= summary.clean_atk[a] + 1e-9 for e in setup.eps_run)

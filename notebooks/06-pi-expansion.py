@@ -113,14 +113,9 @@ PAPER_MSE = paper.get("p4_mse_reduction")["value"] / 100  # 0.663
 HALF = 0.5  # ours: half of the paper's effect is the smallest that counts
 MSE_MARGIN, SPEED_MARGIN = math.log(1.5), math.log(1.1)
 pct = dict(scale=100, unit="%")
+speed = dict(full_effect=PAPER_ITER, label="speed-up (evaluations to R²=0.99)", **pct)
 RULES = {
-    "fewer-iterations": verdicts.Superiority(
-        "evals_reduction",
-        min_effect=HALF * PAPER_ITER,
-        full_effect=PAPER_ITER,
-        label="speed-up (evaluations to R²=0.99)",
-        **pct,
-    ),
+    "fewer-iterations": verdicts.Superiority("evals_reduction", min_effect=HALF * PAPER_ITER, **speed),
     "lower-mse": verdicts.Superiority(
         "mse_reduction", min_effect=HALF * PAPER_MSE, full_effect=PAPER_MSE, label="test-MSE reduction", **pct
     ),
@@ -129,10 +124,7 @@ RULES = {
         name="π beats every other constant",
     ),
     "five-d-best": verdicts.AllOf(
-        (
-            verdicts.Direction("log_evals_3_vs_5", "+", label="log evals 3-D/5-D"),
-            verdicts.Direction("log_evals_7_vs_5", "+", label="log evals 7-D/5-D"),
-        ),
+        tuple(verdicts.Direction(f"log_evals_{k}_vs_5", "+", label=f"log evals {k}-D/5-D") for k in (3, 7)),
         name="5-D fastest",
     ),
     "bias-control": verdicts.AllOf(
