@@ -35,6 +35,10 @@ CODE_MODULES = (
     "factworld",
     "llm_probe",
     "cache",
+    # per-notebook modules whose code wires a training run (what is trained, with what init and data)
+    "relation",
+    "conjmask_study",
+    "factworld_study",
 )
 
 

@@ -1,6 +1,7 @@
 """Notebook 05's companion experiment, the synthetic fact world, across seeds: detection (AUROC, AUPRC,
 PRR), exposure strata, prompt selection, the Goldilocks band, cost, figures and the ``factworld-``
-claims. The per-seed pipeline is :func:`factworld.run_seed` / :func:`factworld.analyze_seed`.
+claims; the per-seed pipeline (:func:`run_seed`, :func:`analyze_seed`) on top of :mod:`factworld`'s world,
+tokenizer and model.
 
 Shapes: ``ana`` is the list of per-seed analyses (one dict per seed); per-seed test arrays
 (``test_error``, ``test_rank[score]``, ``test_coupling_primary``) are (n_test,) and are pooled over seeds
@@ -13,17 +14,160 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import factworld, llm_probe, metrics, paper, plotting, results
+from . import cache, factworld, llm_probe, metrics, paper, plotting, results, runtime
 
 DETECTION = ("auroc", "auprc", "prr")
 SHOWN = ("primary probe", *llm_probe.BASELINES, "sampling_agreement")  # scores in the strata and figure
 SELECTION = ("fixed_best_val_template", "random_template", "primary probe", *llm_probe.BASELINES, "oracle_any_template")
 
 
+# ---------------------------------------------------------------- one seed
+def run_seed(
+    seed: int,
+    *,
+    world_kw: dict,
+    model_kw: dict,
+    train_kw: dict,
+    k_samples: int = 10,
+    batch_size: int = 256,
+    last_k: int = 4,
+    val_fraction: float = 0.5,
+    device="cpu",
+) -> dict:
+    """One seed of the notebook-05 experiment: world -> tokenizer -> cached trained model -> probe
+    (both prefill losses) and baselines on every question in every template, sampling agreement on
+    template 0, and a validation/test split of the entities (drawn with the seed).
+
+    Returns numpy arrays indexed [question, template] (Q, T) for the risks and correctness, and
+    per-question exposure/exception/split (Q,). Labels come from the greedy next token, which *is*
+    the whole answer here (answers are one word, followed by <eos>).
+    """
+    world = factworld.make_world(seed=seed, **world_kw)
+    tok = factworld.build_tokenizer(world.vocabulary())
+    config = {"world": world_kw, "model": model_kw, "train": train_kw, "seed": seed, "vocab": len(tok)}
+    gen = runtime.make_generator(seed)
+
+    def fit(m):
+        return factworld.train_lm(m, tok, world.corpus(gen), gen=gen, **train_kw)
+
+    model, hist, hit = cache.cached_model(
+        "factworld-lm", config, lambda: factworld.build_model(len(tok), seed=seed, **model_kw), fit, device=device
+    )
+    encode = lambda prompts: factworld.encode_fn(tok, prompts)  # noqa: E731
+    T = len(world.templates)
+    qs = [world.questions(t) for t in range(T)]
+    answer_ids = np.array([tok.convert_tokens_to_ids(q["answer"]) for q in qs[0]])  # (Q,)
+    risks, correct, cost = {}, [], {}
+    for loss in llm_probe.LOSSES:
+        probe = llm_probe.PrefillProbe(model, encode, loss=loss, last_k=last_k, batch_size=batch_size)
+        per_t = [probe.score([q["prompt"] for q in qs[t]], desc=f"probe {loss} t{t}") for t in range(T)]
+        for name in llm_probe.risk_scores(per_t[0]):
+            if name.startswith(loss) or loss == llm_probe.LOSSES[0]:
+                risks[name] = np.stack([llm_probe.risk_scores(s)[name] for s in per_t], 1)  # (Q, T)
+        if loss == llm_probe.LOSSES[0]:
+            correct = np.stack([s["greedy_id"] == answer_ids for s in per_t], 1)  # (Q, T)
+        cost[f"probe_{loss}_sec_per_prompt"] = float(np.mean([s["sec_per_prompt"] for s in per_t]))
+        cost[f"probe_{loss}_saved_bytes_per_prompt"] = float(np.mean([s["saved_bytes_per_prompt"] for s in per_t]))
+    fwd = llm_probe.PrefillProbe(model, encode, batch_size=batch_size).score(
+        [q["prompt"] for q in qs[0]], with_grad=False, desc="forward only"
+    )
+    cost["forward_only_sec_per_prompt"] = float(fwd["sec_per_prompt"])
+    samp = llm_probe.SamplingAgreement(
+        model, encode, tok, k=k_samples, max_new_tokens=1, batch_size=batch_size // k_samples or 1
+    )
+    # a fresh generator: sampling must not depend on whether training ran (cache miss) or not (hit)
+    s = samp.score([q["prompt"] for q in qs[0]], gen=runtime.make_generator(seed + 1_000_003))
+    cost["sampling_sec_per_prompt"] = float(s["sec_per_prompt"])
+    rng = np.random.default_rng(seed)
+    val_entities = rng.permutation(world.n_entities)[: int(round(val_fraction * world.n_entities))]
+    is_val = np.isin(np.array([q["entity"] for q in qs[0]]), val_entities)
+    return {
+        "seed": seed,
+        "risks": risks,
+        "sampling_risk": s["risk"],
+        "correct": correct,
+        "is_val": is_val,
+        "exposure": np.array([q["exposure"] for q in qs[0]]),
+        "exception": np.array([q["exception"] for q in qs[0]]),
+        "cost": cost,
+        "cache_hit": hit,
+        "final_train_loss": float(np.mean(hist["loss"][-20:])),
+        "probe_repr": repr(probe),
+        "sampling_repr": repr(samp),
+        "n_corpus": int(world.exposure.sum()),
+    }
+
+
+def _rank01(x: np.ndarray) -> np.ndarray:
+    """Within-seed percentile ranks in [0, 1] (ties broken by index), so seeds can be pooled."""
+    return np.argsort(np.argsort(x, kind="stable"), kind="stable") / max(len(x) - 1, 1)
+
+
+def analyze_seed(r: dict, *, n_boot: int = 1000, template: int = 0) -> dict:
+    """Selections on the validation entities, numbers on the test entities, for one :func:`run_seed`.
+
+    - detection (questions in ``template``): the probe variant (loss/stat/pool) and the best
+      decoding-free baseline are each chosen by validation AUROC (directions fixed a priori);
+      test AUROC/AUPRC/PRR for every score; paired test-bootstrap of AUROC(probe) - AUROC(baseline).
+    - prompt selection (all templates): accuracy when each test question uses the fixed template
+      with the best validation accuracy, a random template (mean over templates), the template of
+      lowest risk by the chosen probe variant and by each baseline, and the oracle (any template right).
+    """
+    y = (~r["correct"][:, template]).astype(int)  # (Q,) 1 = hallucinated
+    val, test = r["is_val"], ~r["is_val"]
+    risk = {k: v[:, template] for k, v in r["risks"].items()}
+    risk["sampling_agreement"] = r["sampling_risk"]
+    probes = [k for k in r["risks"] if k.count("/") == 2]
+
+    def val_auc(k):
+        return metrics.auroc_value(y[val], risk[k][val]) if len(np.unique(y[val])) == 2 else 0.5
+
+    primary = max(probes, key=val_auc)
+    best_base = max(llm_probe.BASELINES, key=val_auc)
+    yt = y[test]
+    det = {k: llm_probe.detection_metrics(yt, risk[k][test], n_boot=n_boot, seed=r["seed"]) for k in risk}
+    diff = None
+    if len(np.unique(yt)) == 2:
+        a, b = risk[primary][test], risk[best_base][test]
+        diff = metrics.index_bootstrap_ci(
+            lambda i: metrics.auroc_value(yt[i], a[i]) - metrics.auroc_value(yt[i], b[i]),
+            yt.size,
+            strata=yt,
+            n_boot=n_boot,
+            seed=r["seed"],
+            method="paired-stratified-bootstrap",
+        )
+    C = r["correct"][test]  # (Qt, T)
+    fixed = int(np.argmax(r["correct"][val].mean(0)))
+    rows = np.arange(C.shape[0])
+    selection = {
+        "fixed_best_val_template": float(C[:, fixed].mean()),
+        "random_template": float(C.mean()),
+        "oracle_any_template": float(C.any(1).mean()),
+    }
+    for k in [primary, *llm_probe.BASELINES]:
+        selection[k] = float(C[rows, llm_probe.select_template(r["risks"][k][test])].mean())
+    return {
+        "seed": r["seed"],
+        "primary": primary,
+        "best_baseline": best_base,
+        "fixed_template": fixed,
+        "detection": det,
+        "auroc_diff": diff,
+        "selection": selection,
+        "test_error": yt,
+        "test_exposure": r["exposure"][test],
+        "test_exception": r["exception"][test],
+        "test_rank": {k: _rank01(risk[k][test]) for k in risk},
+        "test_coupling_primary": -risk[primary][test],
+    }
+
+
+# ---------------------------------------------------------------- across seeds
 def run_seeds(seeds, *, world_kw: dict, model_kw: dict, train_kw: dict, k_samples: int, n_boot: int, device):
     """Train (cached) and probe one fact world per seed, analyze each; returns (runs, analyses, lines)."""
     runs = [
-        factworld.run_seed(
+        run_seed(
             s,
             world_kw=world_kw,
             model_kw=model_kw,
@@ -34,7 +178,7 @@ def run_seeds(seeds, *, world_kw: dict, model_kw: dict, train_kw: dict, k_sample
         )
         for s in seeds
     ]
-    ana = [factworld.analyze_seed(r, n_boot=n_boot) for r in runs]
+    ana = [analyze_seed(r, n_boot=n_boot) for r in runs]
     lines = [
         f"seed {r['seed']}: corpus {r['n_corpus']} sentences, final train loss {r['final_train_loss']:.3f}, "
         f"cache hit {r['cache_hit']}; accuracy per template {np.round(r['correct'].mean(0), 3)}; "

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import attacks, data, metrics, models, results, runtime
+from . import attacks, cache, data, metrics, models, results, runtime, training
 from . import uncertainty as unc
 
 STATE_TEXT = {
@@ -151,6 +151,46 @@ def dataset_configs(profile: str, *, eps_mnist, eps_cifar_255) -> dict[str, dict
     }
 
 
+def robustness(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, atks: dict, *, batch_size: int = 250) -> dict:
+    """Per-sample correctness (bool, CPU) on clean inputs and under each attack ``atks`` {name: attack}."""
+    out = {"clean": training.evaluate(model, x, y, batch_size=batch_size)}
+    for name, atk in atks.items():
+        out[name] = attacks.robust_correct(model, atk, x, y, batch_size=batch_size)
+    return out
+
+
+def train_with_checkpoints(
+    name: str,
+    config: dict,
+    build: Callable[[], torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    checkpoint_epochs: tuple[int, ...],
+    device,
+    **train_kwargs,
+):
+    """Train (or load from the model cache) and return (model, {epoch: state_dict}, history).
+
+    Epoch 0 (the initialization) is stored next to ``checkpoint_epochs``. ``config`` must hold everything
+    that determines the weights; the checkpoint epochs are added to it here.
+    """
+
+    def fit(model):
+        init = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        hist = training.train(model, x, y, checkpoint_epochs=tuple(checkpoint_epochs), **train_kwargs)
+        hist["checkpoints"] = {0: init, **hist["checkpoints"]}
+        return hist
+
+    cfg = {**config, "checkpoint_epochs": sorted(checkpoint_epochs)}
+    model, hist, hit = cache.cached_model(name, cfg, build, fit, device=device)
+    ckpts = {int(k): v for k, v in hist["checkpoints"].items()}
+    missing = [e for e in (0, *checkpoint_epochs) if e not in ckpts]
+    if missing:
+        raise RuntimeError(f"checkpoints {missing} missing from the trained run (epochs={train_kwargs.get('epochs')})")
+    return model, dict(sorted(ckpts.items())), hist, hit
+
+
 def train_and_measure(
     ds: str,
     cfg: dict,
@@ -196,7 +236,7 @@ def train_and_measure(
             torch.manual_seed(s)  # the initialization is part of the seed's run
             return models.build(cfg["arch"], **cfg["arch_kwargs"])
 
-        model, ckpts, _, hit = unc.train_with_checkpoints(
+        model, ckpts, _, hit = train_with_checkpoints(
             f"01-{ds}",
             config,
             build,
@@ -216,7 +256,7 @@ def train_and_measure(
         for epoch, state_dict in ckpts.items():
             model.load_state_dict(state_dict)
             model.eval()
-            correct = unc.robustness(model, xte, yte, atks)
+            correct = robustness(model, xte, yte, atks)
             maps = unc.class_maps(model, cfg["shape"], classes, estimator, box, seed=s)
             out["run"][s][epoch] = {"correct": correct, "maps": maps}
             log(

@@ -627,52 +627,6 @@ def bound_fractions(state_maps: dict, *, z: float = 1.96, atol: float = 1e-9) ->
     }
 
 
-def robustness(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict, *, batch_size: int = 250
-) -> dict:
-    """Per-sample correctness (bool, CPU) on clean inputs and under each attack {name: attack}."""
-    from . import attacks as _attacks
-    from . import training
-
-    out = {"clean": training.evaluate(model, x, y, batch_size=batch_size)}
-    for name, atk in attacks.items():
-        out[name] = _attacks.robust_correct(model, atk, x, y, batch_size=batch_size)
-    return out
-
-
-def train_with_checkpoints(
-    name: str,
-    config: dict,
-    build: Callable[[], torch.nn.Module],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    checkpoint_epochs: tuple[int, ...],
-    device,
-    **train_kwargs,
-):
-    """Train (or load from the model cache) and return (model, {epoch: state_dict}, history).
-
-    Epoch 0 (the initialization) is stored next to ``checkpoint_epochs``. ``config`` must hold everything
-    that determines the weights; the checkpoint epochs are added to it here.
-    """
-    from . import cache, training
-
-    def fit(model):
-        init = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        hist = training.train(model, x, y, checkpoint_epochs=tuple(checkpoint_epochs), **train_kwargs)
-        hist["checkpoints"] = {0: init, **hist["checkpoints"]}
-        return hist
-
-    cfg = {**config, "checkpoint_epochs": sorted(checkpoint_epochs)}
-    model, hist, hit = cache.cached_model(name, cfg, build, fit, device=device)
-    ckpts = {int(k): v for k, v in hist["checkpoints"].items()}
-    missing = [e for e in (0, *checkpoint_epochs) if e not in ckpts]
-    if missing:
-        raise RuntimeError(f"checkpoints {missing} missing from the trained run (epochs={train_kwargs.get('epochs')})")
-    return model, dict(sorted(ckpts.items())), hist, hit
-
-
 def compared_checkpoints(mean_clean_acc: dict, within: float) -> tuple[int, int]:
     """The checkpoints notebook 01's training trade-off compares, by a rule declared before the run.
 

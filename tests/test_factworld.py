@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from nup_utils import factworld as fw
+from nup_utils import factworld_study as fs
 
 
 def test_world_rules_exceptions_and_exposure():
@@ -78,12 +79,12 @@ def test_run_seed_shapes_and_cache(tmp_path):
         k_samples=2,
         batch_size=16,
     )
-    a = fw.run_seed(0, **kw)
+    a = fs.run_seed(0, **kw)
     Q = 16
     assert a["correct"].shape == (Q, 4) and a["is_val"].shape == (Q,) and 0 < a["is_val"].sum() < Q
     assert set(a["risks"]) >= {"prompt_nll/cos/mean", "greedy_nll/ip/last_k", "max_prob", "entropy", "prompt_ppl"}
     assert all(r.shape == (Q, 4) for r in a["risks"].values()) and a["sampling_risk"].shape == (Q,)
-    b = fw.run_seed(0, **kw)
+    b = fs.run_seed(0, **kw)
     assert b["cache_hit"] and not a["cache_hit"]
     np.testing.assert_allclose(a["risks"]["greedy_nll/cos/mean"], b["risks"]["greedy_nll/cos/mean"], atol=1e-6)
     np.testing.assert_array_equal(a["sampling_risk"], b["sampling_risk"])  # same numbers on a cache hit

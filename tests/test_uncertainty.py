@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nup_utils import attacks, models
+from nup_utils import attacks, models, relation
 from nup_utils import uncertainty as U
 
 BOX1 = U.Box([0.0], [1.0])
@@ -326,14 +326,14 @@ def test_train_with_checkpoints_keeps_init_and_uses_cache():
     kw = dict(
         checkpoint_epochs=(1, 2), device="cpu", epochs=2, batch_size=8, lr=0.05, seed=0, augment_ops=(), progress=False
     )
-    model, ckpts, hist, hit = U.train_with_checkpoints("t01", {"x": "rand40"}, build, x, y, **kw)
+    model, ckpts, hist, hit = relation.train_with_checkpoints("t01", {"x": "rand40"}, build, x, y, **kw)
     assert sorted(ckpts) == [0, 1, 2] and not hit
     fresh = build().state_dict()
     assert all(torch.equal(ckpts[0][k], fresh[k]) for k in fresh)  # epoch 0 is the initialization
     assert all(torch.equal(ckpts[2][k], v) for k, v in model.state_dict().items())  # last = final weights
-    _, ckpts2, _, hit2 = U.train_with_checkpoints("t01", {"x": "rand40"}, build, x, y, **kw)
+    _, ckpts2, _, hit2 = relation.train_with_checkpoints("t01", {"x": "rand40"}, build, x, y, **kw)
     assert hit2 and all(torch.equal(ckpts2[1][k], ckpts[1][k]) for k in fresh)
-    correct = U.robustness(model, x[:10], y[:10], {"fgsm": attacks.FGSM(eps=0.0)})
+    correct = relation.robustness(model, x[:10], y[:10], {"fgsm": attacks.FGSM(eps=0.0)})
     assert torch.equal(correct["clean"], correct["fgsm"])  # eps = 0 changes nothing
 
 
