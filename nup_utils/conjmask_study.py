@@ -436,12 +436,7 @@ def claims(st: Setup, sm: Summary, nup: dict, rules: dict, *, profile: str, logi
         method_claim("both-robustness", "both", "ConjMask + LogitReg improves robustness without adversarial training"),
     ]
     p_clean, ca = paper.get("p2_cifar_clean")["value"] / 100, clean_acc["conjmask"]
-    gap = {
-        **ca,
-        "value": ca["value"] - p_clean,
-        "ci95": [ca["ci95"][0] - p_clean, ca["ci95"][1] - p_clean],
-        "method": "clean accuracy minus the paper's; " + ca["method"],
-    }
+    gap = metrics.shifted(ca, -p_clean, "clean accuracy minus the paper's")
     out.append(
         results.claim(
             "conjmask-clean-accuracy",

@@ -339,12 +339,7 @@ def limits_markdown(n_seeds: int) -> str:
 def claims(det: dict, sel: dict, gain: dict, gold: dict, rules: dict, *, profile: str, regime: str) -> list[dict]:
     proto = "synthetic fact world, Llama trained on CPU; probe variant and baseline chosen on validation entities"
     pa = det["probe_auroc"]
-    half = {
-        **pa,
-        "value": pa["value"] - 0.5,
-        "ci95": [pa["ci95"][0] - 0.5, pa["ci95"][1] - 0.5],
-        "method": "AUROC - 0.5; " + pa["method"],
-    }
+    half = metrics.shifted(pa, -0.5, "AUROC - 0.5")
     common = dict(profile=profile, protocol=proto, regime=regime)
     return [
         results.claim(

@@ -306,15 +306,6 @@ def attack_explorer(model, tf, x, y) -> None:
 
 
 # ---------------------------------------------------------------- claims
-def _shifted(m: dict, by: float, method: str) -> dict:  # the same interval, moved: a metric relative to a threshold
-    return {
-        **m,
-        "value": m["value"] + by,
-        "ci95": [m["ci95"][0] + by, m["ci95"][1] + by],
-        "method": method + m["method"],
-    }
-
-
 def claims(
     tr: ThreatRuns,
     clean: dict,
@@ -433,8 +424,8 @@ def claims(
             "per-coordinate |grad| ratio aux/orig > 1 and the auxiliary share of the PGD loss increase > 3/4",
             rules["gradient-concentration"],
             {
-                "grad_ratio_minus_1": _shifted(ratio_m, -1.0, "ratio - 1; "),
-                "share_minus_coord_share": _shifted(share_m, -0.75, "share - 3/4; "),
+                "grad_ratio_minus_1": metrics.shifted(ratio_m, -1.0, "ratio - 1"),
+                "share_minus_coord_share": metrics.shifted(share_m, -0.75, "share - 3/4"),
                 "grad_ratio_per_coord": ratio_m,
                 "pgd_share_aux": share_m,
             },
@@ -448,7 +439,7 @@ def claims(
             "Extension (Gao et al.): the minimal L2 adversarial perturbation "
             "scales like 1/sqrt(d) across K = 1, 2, 3 (slope -0.5 in log-log)",
             rules["min-perturbation-scaling"],
-            {"slope_plus_half": _shifted(slope_m, 0.5, "slope + 0.5; "), "slope": slope_m},
+            {"slope_plus_half": metrics.shifted(slope_m, 0.5, "slope + 0.5"), "slope": slope_m},
             headline="slope",
             protocol=f"seed {seeds[0]} models, {n_mineps} balanced test images, L2 PGD-{steps0}, "
             f"eps grid {n_grid} geometric values",

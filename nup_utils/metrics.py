@@ -289,6 +289,17 @@ def stratified_bootstrap(
     return m["ci95"][0], m["ci95"][1]
 
 
+def shifted(m: dict, by: float, note: str) -> dict:
+    """The same metric and interval moved by ``by`` (a metric relative to a threshold, e.g. AUROC - 0.5);
+    ``note`` says what was subtracted and leads the method."""
+    return {
+        **m,
+        "value": m["value"] + by,
+        "ci95": [m["ci95"][0] + by, m["ci95"][1] + by],
+        "method": f"{note}; {m['method']}",
+    }
+
+
 def fmt(m: dict | None, scale: float = 1.0, digits: int = 2) -> str:
     """'95.63 [94.90, 96.20]' for a metric dict (scale=100 for percentages); 'n/a' for None (a metric
     that could not be computed, e.g. an AUROC without both classes)."""

@@ -257,15 +257,6 @@ def undefined(lo: float, hi: float, why: str) -> dict:
     return metrics.metric((lo + hi) / 2, lo, hi, 0, f"undefined ({why}): interval = every possible value")
 
 
-def _shift(m: dict, by: float, note: str) -> dict:
-    return {
-        **m,
-        "value": m["value"] + by,
-        "ci95": [m["ci95"][0] + by, m["ci95"][1] + by],
-        "method": f"{note}; {m['method']}",
-    }
-
-
 def claim_metrics(res: dict, choice: dict) -> dict[str, dict]:
     """The metrics each of notebook 05's four rules reads, for the real model, by claim id."""
     det = res["detection"]
@@ -275,7 +266,7 @@ def claim_metrics(res: dict, choice: dict) -> dict[str, dict]:
     sel = res["selection"]
     return {
         "probe-flags-hallucination": {
-            "probe_auroc_minus_half": _shift(within, -0.5, "AUROC within category - 0.5"),
+            "probe_auroc_minus_half": metrics.shifted(within, -0.5, "AUROC within category - 0.5"),
             "probe_auroc_within_category": within,
             "probe_auroc_pooled": det[choice["variant"]].get("auroc") or none,
             "category_alone_auroc_pooled": det["category_alone"].get("auroc") or none,

@@ -145,3 +145,10 @@ def test_fast_auroc_and_average_precision_equal_sklearn():
         metrics.auroc_value([1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="positive"):
         metrics.average_precision_value([0, 0], [0.1, 0.2])
+
+
+def test_shifted_moves_value_and_interval_and_says_so():
+    m = metrics.metric(0.7, 0.6, 0.8, 50, "bootstrap")
+    s = metrics.shifted(m, -0.5, "AUROC - 0.5")
+    assert s["value"] == pytest.approx(0.2) and s["ci95"] == pytest.approx([0.1, 0.3]) and s["n"] == 50
+    assert s["method"] == "AUROC - 0.5; bootstrap" and m["value"] == 0.7  # the input is not modified
