@@ -38,10 +38,12 @@
 # | "both" arm | LogitReg (chosen λ) + ConjMask (train and test) | ours |
 # | random-masking arm | random r-fraction masks in training and at test (a random defence → EOT) | ours (the issue's control) |
 # | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 | ours (short, for the CPU budget) |
-# | model | ResNet-18, CIFAR stem, width `WIDTH` (64 in full) | ours (P2's architecture unknown) |
+# | model | ResNet-18 width 64 with the CIFAR stem in full; **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput) | ours (P2's architecture unknown; quick: CPU budget) |
 # | data | CIFAR-10 subsets, offline JPEG re-encoding when `NUP_DATA_DIR` is set; validation carved from the train subset | ours |
-# | attacks | FGSM, PGD-20, PGD-50 with 3 restarts (full); **quick: PGD-10 and PGD-20, 1 restart, EOT 2** (CPU budget; no PGD-50); L∞, ε ∈ {2, 4, 8}/255, step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
-# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced subset of `N_ATK` of them (CPU budget) | ours |
+# | attacks | FGSM, PGD-20, PGD-50 with 3 restarts (full); **quick: PGD-10 and PGD-20, 1 restart, EOT 2** (CPU budget; no PGD-50); L∞, ε ∈ {2, 4, 8}/255 in full, **{2, 8}/255 in quick** (CPU budget: AutoAttack at every arm and ε), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
+# | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT `aa_eot` = 20) for the random-mask defence. Full: the reference (100 steps, APGD-T and FAB-T over 9 targets, Square 5,000 queries); **quick: 20 steps, APGD-CE + APGD-T over 3 targets + Square 300 queries, no FAB-T** | Croce & Hein 2020 (full) / ours (quick cut, CPU budget) |
+# | gradient-free check | Square alone (the same queries) on every arm at the largest ε; an arm where it beats all gradient attacks together is flagged for gradient masking | ours (Carlini et al. 2019) |
+# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (500 in quick, 1,000 in full) | ours (RobustBench-style counts) |
 # | seeds | `N_SEEDS` training seeds (2 in quick, 3 in full); every interval is a two-level bootstrap over test images **and** seeds | ours |
 # | adaptive attacks | ConjMask: PGD/FGSM through the mask (selection constant) + BPDA; random masks: EOT over `EOT` draws | ours (required by the project) |
 # | transfer attack | PGD-20 crafted on another arm's model (the standard one; for the standard arm the LogitReg one) | ours |
@@ -86,16 +88,21 @@ timer = runtime.Timer.started()
 pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / full values)
 setup = conjmask_study.Setup(
     seed=SEED, n_seeds=pick(smoke=2, quick=2, full=3), width=pick(smoke=4, quick=8, full=WIDTH_FULL),
+    stem=pick(smoke="imagenet", quick="imagenet", full="cifar"),  # quick: the CPU-cheap stem (benchmark below)
     n_train=pick(smoke=80, quick=2400, full=50000),  # train subset incl. validation
     n_val=pick(smoke=20, quick=400, full=5000),  # carved out of the train subset
-    n_test=pick(smoke=12, quick=500, full=10000),  # test images for clean accuracy
-    n_atk=pick(smoke=4, quick=80, full=1000),  # the first n_atk of them are attacked
+    n_test=pick(smoke=12, quick=1000, full=10000),  # test images for clean accuracy
+    n_atk=pick(smoke=4, quick=500, full=1000),  # a balanced, shuffled subset of them is attacked
     n_sel=pick(smoke=8, quick=150, full=1000),  # validation images for the selection
     epochs=pick(smoke=1, quick=5, full=60), schedule=pick(smoke="cosine", quick="onecycle", full="onecycle"),
     at_epochs=pick(smoke=1, quick=1, full=30), at_steps=pick(smoke=1, quick=3, full=10), at_eps=AT_EPS,
-    eps_run=pick(smoke=(EPS_LIST[0], EPS_LIST[-1]), quick=EPS_LIST, full=EPS_LIST), eps_large=EPS_LARGE,
+    eps_run=pick(smoke=(EPS_LIST[0], EPS_LIST[-1]), quick=(EPS_LIST[0], EPS_LIST[-1]), full=EPS_LIST),  # quick: budget
+    eps_large=EPS_LARGE,
     pgd_steps=pick(smoke=(1, 2), quick=(10, 20), full=(20, 50)),  # quick: fewer steps for the CPU budget
     restarts=pick(smoke=1, quick=1, full=3), eot=pick(smoke=2, quick=2, full=8),  # EOT: random-mask defence
+    aa_steps=pick(smoke=2, quick=20, full=100), aa_eot=pick(smoke=2, quick=20, full=20),  # AutoAttack (ref. 100, 20)
+    aa_parts=pick(smoke=("apgd-ce", "apgd-t", "square"), quick=("apgd-ce", "apgd-t", "square"), full=None),
+    aa_targets=pick(smoke=2, quick=3, full=9), aa_queries=pick(smoke=20, quick=300, full=5000),
     sel_eps=SEL_EPS, sel_steps=pick(smoke=1, quick=5, full=20),
     r_test_grid=pick(smoke=(0.1, 0.2), quick=(0.1, 0.2), full=(0.05, 0.1, 0.2, 0.3)),
     lambda_grid=pick(smoke=(0.05,), quick=(0.01, 0.05), full=(0.005, 0.02, 0.05, 0.2)),
@@ -122,7 +129,12 @@ print(paper.P2)
 # * **`coupling-predicts-robustness`** — Spearman ρ between the arms' median probe correlation and their
 #   headline robustness below 0 (*Direction*; bootstrap interval over images).
 #
-# *Revised in this version (issue #12), after earlier runs.* Previous rules: a robustness gain whose
+# *Revised (issue #14), after a first run of this version:* the worst case now includes AutoAttack (randomized
+# version with EOT 20 for the random masks) and Square; quick attacks 500 images instead of 80, with the
+# ImageNet-stem model, over ε ∈ {2, 8}/255 instead of {2, 4, 8} (a first run over three ε took 7 minutes of
+# attacks, over the issue's budget); the headline averages over the ε that ran. Rules and thresholds unchanged.
+#
+# *Revised in an earlier version (issue #12), after earlier runs.* Previous rules: a robustness gain whose
 # interval was above 0 counted as reproduced (no minimum effect), and "a gain only against the unaware
 # attack" was called *not reproduced (gradient masking)* — but a significant gain against the unaware
 # attack with a non-significant worst-case gain is low power, not evidence of masking, which is now
@@ -178,12 +190,15 @@ conjmask_study.train_chosen(setup, train, nets, logit_cands[LOGIT_KEY][0], masks
 
 # %% [markdown]
 # ## Attacks
-# For every arm and seed: clean accuracy of the deployed system, then FGSM, PGD-20, PGD-50 at each ε, the
-# adaptive variants the defence calls for, the unaware attack, and a transfer attack. Only clean-correct
+# For every arm and seed: clean accuracy of the deployed system, then FGSM and two PGD lengths at each ε, the
+# adaptive variants the defence calls for, the unaware attack, AutoAttack through the deployed defence
+# (randomized version with EOT for the random masks), Square alone, and a transfer attack. Only clean-correct
 # images are attacked (the others count as not robust). A final PGD at ε = `EPS_LARGE`/255 is the sanity check
 # that robust accuracy can be driven to about 0.
 
 # %%
+for kind in ("none", "random"):  # the library attacks of a deterministic and of the random-mask system, at 8/255
+    print(kind, conjmask_study.reference_attacks(setup, 8 / 255, kind, None, SEED, square=True))
 res = conjmask_study.attack_arms(setup, splits, nets, R_TEST)
 summary = conjmask_study.Summary(setup, res, splits.atk_idx)  # per-image tables, two-level bootstrap intervals
 print(summary.lines())
@@ -208,8 +223,10 @@ print(conjmask_study.claim_lines(claims, coupling, summary.clean_acc))
 # %% [markdown]
 # ## Sanity checks of the evaluation (asserted below)
 # Robustness does not rise with ε, is driven to about 0 at ε = `EPS_LARGE`/255, does not rise with more PGD
-# steps, and the transfer attack is not stronger than the white-box ones, each within the slack
-# max(`SANITY_TOL`, 2/N_ATK). *Revised (issue #14), after a run on another CPU failed "more steps" for the
+# steps, AutoAttack is not weaker than our PGD, and the transfer attack is not stronger than the white-box
+# ones, each within the slack max(`SANITY_TOL`, 2/N_ATK). Square (gradient-free) beating every gradient attack
+# together flags the arm for gradient masking; that is asserted not to happen for the undefended standard arm
+# only (for a defence it is a finding, printed and stated in its claim's protocol). *Revised (issue #14), after a run on another CPU failed "more steps" for the
 # random-mask arm:* a randomized defence draws fresh masks in every evaluation, so two of its robust
 # accuracies differ by evaluation noise alone; its slack is now at least two standard errors of that
 # difference (`conjmask_study.noise_slack`). Deterministic arms keep the old slack.
@@ -217,6 +234,13 @@ print(conjmask_study.claim_lines(claims, coupling, summary.clean_acc))
 # %%
 sanity, large, lines = conjmask_study.sanity_checks(setup, summary)
 print(lines)
+
+# %% [markdown]
+# ## Attack throughput on this machine (benchmark)
+
+# %%
+bench = conjmask_study.benchmark(setup, splits, nets, R_TEST)
+print(bench["lines"])
 
 # %% [markdown]
 # ## Figures
@@ -242,7 +266,8 @@ path = results.write_results(
     data_source=splits.source,
     wall_time_s=timer.stop(),
     device=runtime.device_name(device),
-    extra=conjmask_study.extra(setup, summary, nup, selection, R_TEST, LOGIT_KEY, sanity, large),
+    extra=conjmask_study.extra(setup, summary, nup, selection, R_TEST, LOGIT_KEY, sanity, large)
+    | {"benchmark": bench["rows"]},
     rules=RULES,
     tolerance={"abs": 1 / setup.n_atk},  # a re-run on another CPU may flip one attacked image per seed
 )
@@ -252,7 +277,8 @@ print(f"wrote {path}; wall time {timer.seconds:.0f}s")
 for k, v in sanity.items():
     if profile == "smoke" and k == "large_eps_zero":
         continue  # smoke models are near-constant classifiers (one epoch on 60 images): they cannot be driven to 0
-    assert all(ok for *_, ok in v), f"sanity check {k} failed: {[(a, s) for a, s, ok in v if not ok]}"
+    bad = [(a, s) for a, s, ok in v if not ok and (k != "gradient_free" or a == "standard")]
+    assert not bad, f"sanity check {k} failed: {bad}"
 assert len(set(splits.val_idx.tolist()) & set(splits.tr_idx.tolist())) == 0, "validation overlaps training"
 assert all(0 <= summary.clean_acc[a]["value"] <= 1 for a in ARMS)
 for a in ARMS:  # robust accuracy never exceeds clean accuracy of the deployed system
@@ -275,8 +301,10 @@ print(results.verdict_lines(claims))
 #   use the shorter PGD.
 # * The PGD-AT anchor is a short fine-tune from the standard model (its steps and epochs are in the parameters above):
 #   it shows that the evaluation can register real robustness, not what full adversarial training reaches.
-# * Attacks are the project's PGD/FGSM with adaptive variants; AutoAttack and a gradient-free attack are not yet run
-#   (issue #14), so the worst case is an upper bound on robustness.
+# * The worst case includes AutoAttack (torchattacks) and Square; in quick they are cut down (20 steps, 3 APGD-T
+#   targets, 300 Square queries, no FAB-T: the `repr` lines above), full runs the reference settings. Every
+#   worst case is still an upper bound on robustness. Quick uses the ImageNet stem (a CPU budget choice), full
+#   the CIFAR stem; the two regimes need not agree.
 # * The coupling claim is a rank correlation over seven arms; the "Goldilocks band" (a non-monotone relation) cannot be resolved with
 #   so few points. Δx·Δp is estimated on a small box around each image with uniform samples (notebook 01's
 #   estimator); on such a box ρ is close to uniform, so Δx is set by the box and Δp tracks the local gradient size.

@@ -265,19 +265,30 @@ class _Through(nn.Module):
         return self.model(self.transform(x))
 
 
+PARTS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"), "rand": ("apgd-ce", "apgd-dlr")}
+
+
+def _check_int(name: str, v, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name}={v!r}; expected an int >= {lo}")
+    return v
+
+
 class AutoAttack:
     """AutoAttack (Croce & Hein 2020) from the maintained ``torchattacks`` package, behind this module's
     interface (threat constants required and in ``repr``; eval mode restored; device from the model).
 
     ``version="standard"`` (models deterministic at test time): APGD-CE, APGD-T (targeted DLR over
-    ``n_classes - 1`` targets), FAB-T and Square (``n_queries``), each run on the points the previous
-    ones did not break (``torchattacks.MultiAttack``). ``version="rand"`` (random at test time): APGD-CE
-    and APGD-DLR with ``eot`` gradient samples per step (reference: 20). The reference uses ``steps=100``;
-    torchattacks' own ``AutoAttack`` class uses 10, so the attack is composed here with ``steps`` explicit.
-    ``transform``: a differentiable map in front of the model (the defence), attacked end to end.
+    ``n_targets`` target classes, reference ``n_classes - 1``), FAB-T and Square (``n_queries``), each run
+    on the points the previous ones did not break (``torchattacks.MultiAttack``). ``version="rand"``
+    (random at test time): APGD-CE and APGD-DLR with ``eot`` gradient samples per step (reference: 20).
+    The reference uses ``steps=100``; torchattacks' own ``AutoAttack`` class uses 10, so the attack is
+    composed here with ``steps`` explicit. ``parts`` runs a subset of the version's attacks, in the
+    reference order (fewer parts, steps or targets than the reference = a weaker attack; ``repr`` says
+    which). ``transform``: a differentiable map in front of the model (the defence), attacked end to end.
     torchattacks seeds the global torch RNG from ``seed`` on every call (its behaviour, not ours)."""
 
-    VERSIONS = ("standard", "rand")
+    VERSIONS = tuple(PARTS)
 
     def __init__(
         self,
@@ -286,9 +297,11 @@ class AutoAttack:
         steps: int,
         norm: str = "linf",
         version: str = "standard",
+        parts: tuple[str, ...] | None = None,
         n_queries: int = 5000,
         eot: int = 20,
         n_classes: int = 10,
+        n_targets: int | None = None,
         seed: int = 0,
         transform: Callable | None = None,
     ):
@@ -297,43 +310,98 @@ class AutoAttack:
             raise ValueError(f"norm={norm!r}; allowed values: {', '.join(NORMS)}")
         if version not in self.VERSIONS:
             raise ValueError(f"version={version!r}; allowed values: {', '.join(self.VERSIONS)}")
-        for name, v, lo in (
-            ("steps", steps, 1),
-            ("n_queries", n_queries, 1),
-            ("eot", eot, 1),
-            ("n_classes", n_classes, 2),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}={v!r}; expected an int >= {lo}")
-        self.steps, self.norm, self.version, self.n_queries, self.eot = steps, norm, version, n_queries, eot
-        self.n_classes, self.seed, self.transform = n_classes, seed, transform
+        self.parts = PARTS[version] if parts is None else tuple(parts)
+        bad = [p for p in self.parts if p not in PARTS[version]]
+        if bad or not self.parts or len(set(self.parts)) != len(self.parts):
+            raise ValueError(f"parts={parts!r}; allowed values for version={version!r}: {', '.join(PARTS[version])}")
+        self.parts = tuple(p for p in PARTS[version] if p in self.parts)  # the reference order
+        self.steps, self.n_queries, self.eot = (
+            _check_int(n, v, 1) for n, v in (("steps", steps), ("n_queries", n_queries), ("eot", eot))
+        )
+        self.n_classes = _check_int("n_classes", n_classes, 2)
+        self.n_targets = n_classes - 1 if n_targets is None else _check_int("n_targets", n_targets, 1)
+        if self.n_targets > n_classes - 1:
+            raise ValueError(f"n_targets={n_targets!r}; expected at most n_classes - 1 = {n_classes - 1}")
+        self.norm, self.version, self.seed, self.transform = norm, version, seed, transform
 
     def __repr__(self):
-        parts = "APGD-CE, APGD-T, FAB-T, Square" if self.version == "standard" else "APGD-CE, APGD-DLR"
-        extra = f"n_queries={self.n_queries}" if self.version == "standard" else f"eot={self.eot}"
+        extra = f"eot={self.eot}" if self.version == "rand" else f"n_targets={self.n_targets}"
+        if "square" in self.parts:
+            extra += f", n_queries={self.n_queries}"
         return (
-            f"AutoAttack(eps={self.eps:.5g}, steps={self.steps}, norm={self.norm!r}, version={self.version!r} "
-            f"[{parts}], {extra}, n_classes={self.n_classes}, seed={self.seed}, "
+            f"AutoAttack(eps={self.eps:.5g}, steps={self.steps}, norm={self.norm!r}, version={self.version!r}, "
+            f"parts={list(self.parts)}, {extra}, seed={self.seed}, "
             f"transform={'yes' if self.transform is not None else 'no'}, library='torchattacks')"
         )
 
     def components(self, net: nn.Module) -> list:
-        """The torchattacks attacks, in order, built for ``net``."""
+        """The torchattacks attacks, in the reference order, built for ``net``."""
         import torchattacks as ta
 
         kw = dict(norm="Linf" if self.norm == "linf" else "L2", eps=self.eps, seed=self.seed)
-        if self.version == "rand":
-            return [ta.APGD(net, steps=self.steps, loss=loss, eot_iter=self.eot, **kw) for loss in ("ce", "dlr")]
-        return [
-            ta.APGD(net, steps=self.steps, loss="ce", **kw),
-            ta.APGDT(net, steps=self.steps, n_classes=self.n_classes, **kw),
-            ta.FAB(net, steps=self.steps, multi_targeted=True, n_classes=self.n_classes, **kw),
-            ta.Square(net, n_queries=self.n_queries, **kw),
-        ]
+        eot = self.eot if self.version == "rand" else 1
+        out = []
+        for p in self.parts:
+            if p in ("apgd-ce", "apgd-dlr"):
+                out.append(ta.APGD(net, steps=self.steps, loss=p[5:], eot_iter=eot, **kw))
+            elif p == "apgd-t":
+                out.append(ta.APGDT(net, steps=self.steps, n_classes=self.n_classes, **kw))
+            elif p == "fab-t":
+                out.append(ta.FAB(net, steps=self.steps, multi_targeted=True, n_classes=self.n_classes, **kw))
+            else:
+                out.append(ta.Square(net, n_queries=self.n_queries, **kw))
+            if p in ("apgd-t", "fab-t"):
+                out[-1].n_target_classes = self.n_targets  # the library's attribute (default n_classes - 1)
+        return out
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         import torchattacks as ta
 
         net = model if self.transform is None else _Through(model, self.transform)
         with eval_mode(model):
-            return ta.MultiAttack(self.components(net))(x, y).detach()
+            comps = self.components(net)
+            atk = comps[0] if len(comps) == 1 else ta.MultiAttack(comps)
+            return atk(x, y).detach()
+
+
+class Square:
+    """Square Attack (Andriushchenko et al. 2020; torchattacks), the gradient-free check: score-based random
+    search with ``n_queries`` model evaluations per image. If it beats the gradient attacks, their gradients
+    are masked. ``transform`` as in :class:`AutoAttack` (only its forward is used)."""
+
+    def __init__(self, *, eps: float, n_queries: int, norm: str = "linf", seed: int = 0, transform=None):
+        self.eps = _check_budget("eps", eps, positive=True)
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; allowed values: {', '.join(NORMS)}")
+        self.n_queries = _check_int("n_queries", n_queries, 1)
+        self.norm, self.seed, self.transform = norm, seed, transform
+
+    def __repr__(self):
+        return (
+            f"Square(eps={self.eps:.5g}, n_queries={self.n_queries}, norm={self.norm!r}, seed={self.seed}, "
+            f"transform={'yes' if self.transform is not None else 'no'}, library='torchattacks')"
+        )
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torchattacks as ta
+
+        net = model if self.transform is None else _Through(model, self.transform)
+        with eval_mode(model):
+            norm = "Linf" if self.norm == "linf" else "L2"
+            return ta.Square(net, norm=norm, eps=self.eps, n_queries=self.n_queries, seed=self.seed)(x, y).detach()
+
+
+def throughput(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Wall-clock cost of one ``attack`` run on (x, y): images per second and, for the project's attacks,
+    images × gradient steps per second (steps × restarts × eot for PGD, 1 for FGSM). For the benchmark
+    cells; the numbers depend on the machine and on what else runs on it."""
+    import time
+
+    t0 = time.perf_counter()
+    attack(model, x, y)
+    dt = max(time.perf_counter() - t0, 1e-9)
+    steps = attack.steps * attack.restarts * attack.eot if isinstance(attack, PGD) else 1
+    out = {"attack": repr(attack), "images": len(x), "seconds": dt, "images_per_s": len(x) / dt}
+    if isinstance(attack, (PGD, FGSM)):
+        out["image_steps_per_s"] = len(x) * steps / dt
+    return out

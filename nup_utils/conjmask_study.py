@@ -32,6 +32,7 @@ class Setup:
     seed: int
     n_seeds: int
     width: int
+    stem: str  # ResNet-18 stem: "cifar" (3x3 conv, no pooling) or "imagenet" (torchvision's)
     n_train: int  # train subset incl. validation
     n_val: int
     n_test: int
@@ -46,7 +47,12 @@ class Setup:
     eps_large: int
     pgd_steps: tuple
     restarts: int
-    eot: int
+    eot: int  # the project's PGD against the random-mask defence
+    aa_steps: int  # AutoAttack (torchattacks): iterations per APGD part
+    aa_parts: tuple | None  # AutoAttack standard parts (None: all four) for deterministic arms
+    aa_targets: int  # APGD-T / FAB-T target classes
+    aa_queries: int  # Square queries (in AutoAttack and the gradient-free check)
+    aa_eot: int  # randomized AutoAttack (APGD-CE, APGD-DLR): EOT draws per step (reference 20)
     sel_eps: int
     sel_steps: int
     r_test_grid: tuple
@@ -137,7 +143,7 @@ class Trainer:
         self.st, self.d, self.device, self.log = st, d, device, log
         self.base_cfg = dict(
             arch="resnet18",
-            stem="cifar",
+            stem=st.stem,
             width=st.width,
             data=d.source,
             n_train=st.n_train,
@@ -172,7 +178,7 @@ class Trainer:
             )
             return {k: h[k] for k in ("train_loss", "train_acc", "epoch_time_s")}
 
-        build = lambda: models.resnet18(stem="cifar", width=st.width)  # noqa: E731
+        build = lambda: models.resnet18(stem=st.stem, width=st.width)  # noqa: E731
         model, hist, hit = cache.cached_model(f"04-{name}", cfg, build, fit, device=self.device)
         self.log(
             f"{name:10s} seed {seed}: {'cache' if hit else 'trained'}; train time "
@@ -275,10 +281,29 @@ def deployed(st: Setup, arm: str, model, r_test: float):
     return mask.transform(model, seed=st.seed), kind
 
 
+def reference_attacks(st: Setup, eps: float, kind: str, dfn, seed: int, *, square: bool) -> dict:
+    """The library attacks for one arm and eps, through the deployed defence ``dfn``: "autoattack" (the
+    standard version, parts ``aa_parts``, for deterministic systems; the randomized version, APGD-CE and
+    APGD-DLR with EOT ``aa_eot``, for the random-mask defence) and, when ``square``, Square alone (the
+    gradient-free check; within standard AutoAttack Square only sees the points the APGD parts left)."""
+    if kind == "random":
+        aa = attacks.AutoAttack(eps=eps, steps=st.aa_steps, version="rand", eot=st.aa_eot, seed=seed, transform=dfn)
+    else:
+        aa = attacks.AutoAttack(
+            eps=eps, steps=st.aa_steps, parts=st.aa_parts, n_targets=st.aa_targets, n_queries=st.aa_queries,
+            seed=seed, transform=dfn,
+        )  # fmt: skip
+    out = {"autoattack": aa}
+    if square:
+        out["square"] = attacks.Square(eps=eps, n_queries=st.aa_queries, seed=seed, transform=dfn)
+    return out
+
+
 def attack_arms(st: Setup, d: Data, nets: dict, r_test: float) -> dict:
     """Every arm and seed: clean accuracy of the deployed system on all test images; on the clean-correct
-    attacked images, the attack suite at each eps (adaptive variants, unaware attack), a transfer attack from
-    the surrogate arm, and PGD at ``eps_large`` (the sanity check that robustness can be driven to ~0)."""
+    attacked images, the attack suite at each eps (adaptive variants, unaware attack), AutoAttack (and Square
+    alone at the largest eps: :func:`reference_attacks`), a transfer attack from the surrogate arm, and PGD at
+    ``eps_large`` (the sanity check that robustness can be driven to ~0)."""
     res = {a: {} for a in ARMS}
     transfer_adv = {}  # (surrogate arm, seed, eps) -> adversarial images (crafted once, reused)
     x_at, y_at = d.x_at, d.y_at
@@ -292,6 +317,7 @@ def attack_arms(st: Setup, d: Data, nets: dict, r_test: float) -> dict:
             common = dict(defence=dfn, defence_kind=kind, eot=st.eot, bpda=bpda, seed=st.seed + s)
             for e_int, eps in zip(st.eps_run, st.eps):
                 suite = defenses.attack_suite(eps=eps, steps=st.pgd_steps, restarts=st.restarts, **common)
+                suite |= reference_attacks(st, eps, kind, dfn, st.seed + s, square=e_int == st.eps_run[-1])
                 r = defenses.run_suite(model, x_at, y_at, suite, eval_transform=dfn, only=ok, desc=f"{arm} eps{e_int}")
                 key = (SURROGATE[arm], s, e_int)
                 if key not in transfer_adv:
@@ -326,6 +352,10 @@ class Summary:
             a: self.per_seed(
                 lambda s, a=a: torch.stack([res[a][s][e][self.naive_name(a)].float() for e in eps_run]).mean(0)
             )
+            for a in ARMS
+        }
+        self.autoattack = {  # AutoAttack alone, per image, averaged over eps
+            a: self.per_seed(lambda s, a=a: torch.stack([res[a][s][e]["autoattack"].float() for e in eps_run]).mean(0))
             for a in ARMS
         }
         self.clean_acc = {a: self.sib(self.per_seed(lambda s, a=a: res[a][s]["clean"])) for a in ARMS}  # all N_TEST
@@ -396,11 +426,18 @@ def claims(st: Setup, sm: Summary, nup: dict, rules: dict, *, profile: str, logi
     sib, hl, naive, clean_acc = sm.sib, sm.headline, sm.naive, sm.clean_acc
     regime = (
         f"standard arm clean accuracy {100 * clean_acc['standard']['value']:.1f}% vs the paper's "
-        f"{paper.get('p2_cifar_clean')['value']}% (setting unknown); ResNet-18 width {st.width}, "
+        f"{paper.get('p2_cifar_clean')['value']}% (setting unknown); ResNet-18 width {st.width} ({st.stem} stem), "
         f"{st.n_train - st.n_val} training images, {st.epochs} epochs; {st.n_atk} attacked images; "
-        f"PGD-{st.pgd_steps[-1]}, {st.restarts} restart(s), EOT {st.eot}"
+        f"PGD-{st.pgd_steps[-1]}, {st.restarts} restart(s), EOT {st.eot}; AutoAttack-{st.aa_steps} "
+        f"({'reference parts' if st.aa_parts is None else '+'.join(st.aa_parts)}), "
+        f"EOT {st.aa_eot} for the random defence"
     )
-    protocol = f"worst case over FGSM, PGD-{st.pgd_steps}, adaptive variants and transfer; eps {st.eps_run}/255"
+    protocol = (
+        f"worst case over FGSM, PGD-{st.pgd_steps}, adaptive variants, AutoAttack-{st.aa_steps} (EOT {st.aa_eot} "
+        f"for the random defence), Square-{st.aa_queries} (alone at {st.eps_run[-1]}/255) and transfer; "
+        f"eps {st.eps_run}/255"
+    )
+    flagged = masking_flags(st, sm)
 
     def method_claim(cid, arm, statement):
         m = {
@@ -409,6 +446,7 @@ def claims(st: Setup, sm: Summary, nup: dict, rules: dict, *, profile: str, logi
             "masking_gap": sib(naive[arm] - hl[arm]),  # same arm: unaware minus worst case
             "random_mask_gain": sib(hl["random"] - hl["standard"]),
             "robust": sib(hl[arm]),
+            "robust_autoattack": sib(sm.autoattack[arm]),  # AutoAttack alone (APGD parts and Square)
             "robust_standard": sib(hl["standard"]),
             "clean": clean_acc[arm],
             "clean_standard": clean_acc["standard"],
@@ -418,9 +456,11 @@ def claims(st: Setup, sm: Summary, nup: dict, rules: dict, *, profile: str, logi
                 float(torch.stack([sm.worst(a, s, e).float() for e in st.eps_run]).mean()) for s in st.seeds
             ]  # noqa: E731
             m["robust_gain_seeds"] = metrics.paired_diff(seed_rob(arm), seed_rob("standard"))
+        check = "FLAGGED for gradient masking" if arm in flagged else "passed"
         return results.claim(
-            cid, statement, rules[cid], m, profile=profile, headline="robust_gain", regime=regime, protocol=protocol
-        )
+            cid, statement, rules[cid], m, profile=profile, headline="robust_gain", regime=regime,
+            protocol=f"{protocol}; gradient-free check (Square vs gradient attacks): {check}",
+        )  # fmt: skip
 
     out = [
         method_claim(
@@ -510,36 +550,90 @@ def noise_slack(p: float, n: int, floor: float) -> float:
     return max(floor, 2 * math.sqrt(2 * p * (1 - p) / n))
 
 
+def _slack(st: Setup, arm: str, p: float) -> float:
+    tol = max(st.sanity_tol, 2 / st.n_atk)
+    return noise_slack(p, st.n_atk, tol) if TEST_DEFENCE.get(arm) == "random" else tol
+
+
+def gradient_free(st: Setup, sm: Summary) -> list[tuple]:
+    """Per (arm, seed) at each eps where Square ran alone: (arm, seed, ok) with ok = Square is not stronger than
+    the gradient attacks together (robust accuracy, within the slack; AutoAttack counts without its Square
+    part, i.e. its result is excluded when the standard version includes Square). An arm that fails is
+    flagged for gradient masking."""
+    out = []
+    for a in ARMS:
+        for s in st.seeds:
+            for e in [e for e in st.eps_run if "square" in sm.res[a][s][e]]:
+                sq = float(sm.res[a][s][e]["square"].float().mean())
+                with_sq = TEST_DEFENCE.get(a) != "random" and "square" in (st.aa_parts or attacks.PARTS["standard"])
+                exclude = ("square", "transfer") + (("autoattack",) if with_sq else ())
+                grad = float(sm.worst(a, s, e, exclude=exclude).float().mean())
+                out.append((a, s, sq >= grad - _slack(st, a, grad)))
+    return out
+
+
+def masking_flags(st: Setup, sm: Summary) -> list[str]:
+    """Arms flagged for gradient masking by the gradient-free check (any seed or eps)."""
+    return sorted({a for a, _, ok in gradient_free(st, sm) if not ok}, key=ARMS.index)
+
+
 def sanity_checks(st: Setup, sm: Summary) -> tuple[dict, dict, str]:
     """Per (arm, seed): worst-case robustness does not rise with eps; PGD at ``eps_large`` drives it to <= 5%;
-    more PGD steps never help the defence; the transfer attack is not stronger than the white-box ones (all
-    within the slack max(sanity_tol, 2/N_ATK)). A randomized defence (random masks at test time) is evaluated
-    with fresh random draws by every attack, so two of its robust accuracies differ by evaluation noise
-    alone: its slack is also at least two standard errors of the difference of two independent binomial
-    rates, 2·sqrt(2·p(1−p)/N_ATK). Returns ({check: [(arm, seed, ok)]}, {arm: robust at eps_large}, lines)."""
-    tol, res = max(st.sanity_tol, 2 / st.n_atk), sm.res
+    more PGD steps never help the defence; AutoAttack is not weaker than the project's PGD; the transfer
+    attack is not stronger than the white-box ones; Square is not stronger than the gradient attacks
+    (``gradient_free``: a failing arm is flagged for gradient masking; the notebook asserts it for the
+    undefended standard arm only). All within the slack max(sanity_tol, 2/N_ATK). A randomized defence
+    (random masks at test time) is evaluated with fresh random draws by every attack, so two of its robust
+    accuracies differ by evaluation noise alone: its slack is also at least two standard errors of the
+    difference of two independent binomial rates, 2·sqrt(2·p(1−p)/N_ATK) (:func:`_slack`).
+    Returns ({check: [(arm, seed, ok)]}, {arm: robust at eps_large}, lines)."""
+    res = sm.res
     k_short, k_long = (f"pgd{k}" for k in st.pgd_steps)
     sanity = {"monotone_eps": [], "large_eps_zero": [], "more_steps": [], "transfer_weaker": []}
+    sanity |= {"reference_not_weaker": [], "gradient_free": gradient_free(st, sm)}
     for a in ARMS:
         for s in st.seeds:
             w = [float(sm.worst(a, s, e).float().mean()) for e in st.eps_run]
-            t = [noise_slack(v, st.n_atk, tol) if TEST_DEFENCE.get(a) == "random" else tol for v in w]
-            sanity["monotone_eps"].append((a, s, all(w[i + 1] <= w[i] + t[i] for i in range(len(w) - 1))))
+            ok = all(w[i + 1] <= w[i] + _slack(st, a, w[i]) for i in range(len(w) - 1))
+            sanity["monotone_eps"].append((a, s, ok))
             sanity["large_eps_zero"].append((a, s, float(res[a][s]["large"].float().mean()) <= 0.05))
             for e in st.eps_run:
                 r = {k: float(v.float().mean()) for k, v in res[a][s][e].items()}
-                t = noise_slack(r[k_short], st.n_atk, tol) if TEST_DEFENCE.get(a) == "random" else tol
+                t = _slack(st, a, r[k_short])
                 sanity["more_steps"].append((a, s, r[k_long] <= r[k_short] + t))
+                sanity["reference_not_weaker"].append((a, s, r["autoattack"] <= r[k_short] + t))
                 white = min(v for k, v in r.items() if k != "transfer")
-                t = noise_slack(white, st.n_atk, tol) if TEST_DEFENCE.get(a) == "random" else tol
+                t = _slack(st, a, white)
                 sanity["transfer_weaker"].append((a, s, r["transfer"] >= white - t))
     lines = []
     for k, v in sanity.items():
-        bad = [(a, s) for a, s, ok in v if not ok]
-        lines.append(f"{k:16s} {'ok' if not bad else 'FAILED for ' + str(bad)}")
+        bad = sorted({(a, s) for a, s, ok in v if not ok})
+        lines.append(f"{k:20s} {'ok' if not bad else 'FAILED for ' + str(bad)}")
+    lines.append(f"flagged for gradient masking (Square beats the gradient attacks): {masking_flags(st, sm) or 'none'}")
     large = {a: float(torch.cat([res[a][s]["large"] for s in st.seeds]).float().mean()) for a in ARMS}
     lines.append(f"robust accuracy at eps {st.eps_large} /255: { {a: round(v, 3) for a, v in large.items()} }")
     return sanity, large, "\n".join(lines)
+
+
+def benchmark(st: Setup, d: Data, nets: dict, r_test: float, n: int = 32) -> dict:
+    """Attack throughput on this machine, first seed, ``n`` attacked images, eps 8/255: PGD through each kind
+    of deployed system (images × steps per second; the ConjMask defence adds a backward pass per step) and
+    AutoAttack / Square (images per second). Returns {rows, lines}."""
+    s, eps, k = st.seeds[0], 8 / 255, st.pgd_steps[0]
+    rows = []
+    for arm in ("standard", "conjmask", "random"):
+        dfn, kind = deployed(st, arm, nets[s][arm], r_test)
+        eot = st.eot if kind == "random" else 1
+        pgd = attacks.PGD(eps=eps, step=2.5 * eps / k, steps=k, eot=eot, seed=st.seed, transform=dfn)
+        for atk in (pgd, *reference_attacks(st, eps, kind, dfn, st.seed, square=True).values()):
+            rows.append({"arm": arm, **attacks.throughput(nets[s][arm], atk, d.x_at[:n], d.y_at[:n])})
+    lines = [
+        f"{r['arm']:9s} {r['attack'].split('(')[0]:10s} {r['images_per_s']:7.1f} images/s"
+        + (f", {r['image_steps_per_s']:7.0f} images × steps/s" if "image_steps_per_s" in r else "")
+        + f"  ({r['images']} images, {r['seconds']:.1f} s)"
+        for r in rows
+    ]
+    return {"rows": rows, "lines": "\n".join(lines)}
 
 
 # ---------------------------------------------------------------- figures and the results file
@@ -600,6 +694,7 @@ def extra(st: Setup, sm: Summary, nup: dict, selection: dict, r_test, logit_key,
         "robust_per_attack": {
             a: {str(e): {k: sm.pooled(a, e, k) for k in sm.res[a][s0][e]} for e in st.eps_run} for a in ARMS
         },
+        "masking_flags": masking_flags(st, sm),
         "clean": sm.clean_acc,
         "robust_large_eps": large,
         "nup": {

@@ -22,12 +22,39 @@ THREAT_SETS = {("baseline", "a"): ("a",), **{("sbde", t): (t,) for t in sbde.THR
 RATIO_KEYS = ("slope", "slope_plus_half", "grad_ratio_per_coord", "grad_ratio_minus_1")  # printed unscaled
 
 
+KINDS = ("fgsm", "pgd", "autoattack", "square")
+LIB_KINDS = ("autoattack", "square")  # library attacks (torchattacks): no coordinate mask, so no threat (d)
+
+
 def make_attack(
-    kind: str, norm: str, eps: float, steps: int = 1, restarts: int = 1, seed: int = 0, mask=None, transform=None
+    kind: str,
+    norm: str,
+    eps: float,
+    steps: int = 1,
+    restarts: int = 1,
+    seed: int = 0,
+    mask=None,
+    transform=None,
+    *,
+    parts=None,
+    n_targets=None,
+    n_queries: int = 5000,
 ):
-    """FGSM, or PGD with step 2.5·eps/steps (``kind`` "fgsm" | "pgd")."""
+    """FGSM; PGD with step 2.5·eps/steps; AutoAttack (``steps``, ``parts``, ``n_targets``, ``n_queries``);
+    or Square (``n_queries``). Library attacks cannot restrict the coordinates (``mask``)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; allowed values: {', '.join(KINDS)}")
+    if kind in LIB_KINDS and mask is not None:
+        raise ValueError(f"kind={kind!r} cannot attack a subset of coordinates (threat d); use kind='pgd'")
     if kind == "fgsm":
         return attacks.FGSM(eps=eps, norm=norm, mask=mask, transform=transform)
+    if kind == "autoattack":
+        return attacks.AutoAttack(
+            eps=eps, steps=steps, norm=norm, parts=parts, n_targets=n_targets, n_queries=n_queries, seed=seed,
+            transform=transform,
+        )  # fmt: skip
+    if kind == "square":
+        return attacks.Square(eps=eps, n_queries=n_queries, norm=norm, seed=seed, transform=transform)
     step = 2.5 * eps / steps
     return attacks.PGD(
         eps=eps, step=step, steps=steps, norm=norm, restarts=restarts, seed=seed, mask=mask, transform=transform
@@ -48,28 +75,44 @@ def load_models(arms, seeds, stem: str, rec: dict, x_train, y_train, data_source
 class ThreatRuns:
     """Memoized threat-model correctness per (arm, seed, attack) on the attacked images, with its cost."""
 
-    def __init__(self, models: dict, transforms: dict, x: torch.Tensor, y: torch.Tensor):
-        self.models, self.tf, self.x, self.y = models, transforms, x, y
-        self.runs, self.cost = {}, {}  # key -> {threat: (N,) bool}; key -> images per second
+    def __init__(self, models: dict, transforms: dict, x: torch.Tensor, y: torch.Tensor, *, lib: dict | None = None):
+        """``lib``: settings of the library attacks, {"autoattack": {parts, n_targets, n_queries}, "square":
+        {n_queries}} (the key's ``steps`` is AutoAttack's steps)."""
+        self.models, self.tf, self.x, self.y, self.lib = models, transforms, x, y, lib or {}
+        self.runs, self.cost = {}, {}  # key -> {threat: (N,) bool}; key -> attacked images per second
 
     def run(self, arm, s, kind, norm, eps, steps=1, restarts=1) -> dict:
         key = (arm, s, kind, norm, round(eps, 8), steps, restarts)
         if key not in self.runs:
-            mk = partial(make_attack, kind, norm, eps, steps, restarts, s)
+            mk = partial(make_attack, kind, norm, eps, steps, restarts, s, **self.lib.get(kind, {}))
+            threats = ("a", "b", "c") if kind in LIB_KINDS else sbde.THREATS
             with runtime.Timer() as t:
-                self.runs[key] = sbde.threat_model_correct(self.models[arm, s], self.tf[arm], mk, self.x, self.y)
-            self.cost[key] = len(self.x) * (1 if arm == "baseline" else 3) / t.seconds
+                self.runs[key] = sbde.threat_model_correct(
+                    self.models[arm, s], self.tf[arm], mk, self.x, self.y, threats=threats
+                )
+            self.cost[key] = len(self.x) * (1 if arm == "baseline" else len(threats) - 1) / t.seconds
         return self.runs[key]
 
     def racc(self, arm, s, threat, *key) -> torch.Tensor:
-        """Correctness under ``threat`` (the baseline has only (a))."""
+        """Correctness under ``threat`` (the baseline has only (a)); KeyError for (d) of a library attack."""
         r = self.run(arm, s, *key)
         return r["a" if arm == "baseline" else threat]
+
+    def worst(self, arm, s, threats, keys) -> torch.Tensor:
+        """(N,) bool: robust to every threat in ``threats`` under every attack in ``keys`` (a threat an
+        attack does not have, (d) for a library attack, is skipped for that attack)."""
+        ok = torch.ones(len(self.x), dtype=torch.bool)
+        for key in keys:
+            r = self.run(arm, s, *key)
+            for t in ("a",) if arm == "baseline" else threats:
+                if t in r:
+                    ok &= r[t]
+        return ok
 
     def linf_c_equals_d(self) -> bool:
         """Under L∞, (c) and (d) coincide (on at least 99% of images) for every run that has them."""
         return all(
-            (r["c"] == r["d"]).float().mean() >= 0.99 for k, r in self.runs.items() if "c" in r and k[3] == "linf"
+            (r["c"] == r["d"]).float().mean() >= 0.99 for k, r in self.runs.items() if "d" in r and k[3] == "linf"
         )
 
     def cost_by_name(self) -> dict[str, float]:
@@ -84,53 +127,70 @@ class ThreatRuns:
 
 
 def run_grid(
-    tr: ThreatRuns, seeds, *, eps_grid, eps_l2: float, steps, head_eps: float, head_steps: int, restarts: int
+    tr: ThreatRuns,
+    seeds,
+    *,
+    eps_grid,
+    eps_l2: float,
+    steps,
+    head_eps: float,
+    head_steps: int,
+    restarts: int,
+    aa_steps: int,
+    eps_large: float,
 ) -> list[tuple]:
-    """Seed 0: FGSM and PGD over the L∞ budgets (``eps_grid`` in 1/255), one L2 PGD, PGD steps and restarts
-    at the headline budget; every seed: the headline attack. Returns the table rows (kind, norm, eps,
-    steps, restarts) of seed 0."""
+    """Seed 0: FGSM, PGD and AutoAttack over the L∞ budgets (``eps_grid`` in 1/255) and the L2 budget, PGD
+    steps and restarts and Square (gradient-free) at the headline budget, PGD at ``eps_large`` (the check
+    that robust accuracy goes to ~0); every seed: the headline PGD and AutoAttack. Returns the table rows
+    (kind, norm, eps, steps, restarts) of seed 0."""
     s0 = seeds[0]
-    grid = [(kind, "linf", e / 255, steps[0] if kind == "pgd" else 1) for kind in ("fgsm", "pgd") for e in eps_grid]
-    grid += [("pgd", "l2", eps_l2, steps[0])]
-    for kind, norm, eps, st in tqdm(grid, desc="grid", disable=runtime.progress_disabled()):
+    n_steps = {"fgsm": 1, "pgd": steps[0], "autoattack": aa_steps}
+    grid = [(kind, "linf", e / 255, n_steps[kind]) for kind in n_steps for e in eps_grid]
+    grid += [(kind, "l2", eps_l2, n_steps[kind]) for kind in ("pgd", "autoattack")]
+    grid += [("pgd", "linf", head_eps, st) for st in steps[1:]] + [("square", "linf", head_eps, 1)]
+    rows = [(*g, 1) for g in grid] + [
+        ("pgd", "linf", head_eps, steps[0], restarts),
+        ("pgd", "linf", eps_large, steps[0], 1),
+    ]
+    for s in seeds[1:]:  # headline for every seed
+        rows += [("pgd", "linf", head_eps, head_steps, 1, s), ("autoattack", "linf", head_eps, aa_steps, 1, s)]
+    for row in tqdm(rows, desc="grid", disable=runtime.progress_disabled()):
         for arm in ("baseline", "sbde"):
-            tr.run(arm, s0, kind, norm, eps, st)
-    for st in steps:  # convergence in steps and restarts at the headline budget
-        for arm in ("baseline", "sbde"):
-            tr.run(arm, s0, "pgd", "linf", head_eps, st)
-    for arm in ("baseline", "sbde"):
-        tr.run(arm, s0, "pgd", "linf", head_eps, steps[0], restarts)
-    for s in seeds:  # headline for every seed
-        for arm in ("baseline", "sbde"):
-            tr.run(arm, s, "pgd", "linf", head_eps, head_steps)
-    rows = [(*g, 1) for g in grid] + [("pgd", "linf", head_eps, st, 1) for st in steps[1:]]
-    return rows + [("pgd", "linf", head_eps, steps[0], restarts)]
+            tr.run(arm, row[5] if len(row) > 5 else s0, *row[:5])
+    return [r for r in rows if len(r) == 5]
+
+
+def _name(kind, norm, eps, steps, restarts) -> str:
+    name = {"fgsm": "FGSM", "pgd": f"PGD-{steps}", "autoattack": f"AA-{steps}", "square": "Square"}[kind]
+    name += "" if restarts == 1 else f"x{restarts}"
+    return name + (f" {norm} {eps * 255:.0f}/255" if norm == "linf" else f" {norm} {eps}")
 
 
 def threat_table(tr: ThreatRuns, s0, rows) -> str:
-    """Seed 0's robust accuracy (Wilson intervals) per attack row, baseline and the four SBDE threat models."""
+    """Seed 0's robust accuracy (Wilson intervals) per attack row, baseline and the four SBDE threat models
+    ("—": a library attack has no coordinate-restricted threat (d))."""
     head = f"{'attack':26s} {'baseline (a)':>22s} " + " ".join(f"{'SBDE (' + t + ')':>22s}" for t in sbde.THREATS)
-    lines = [f"seed {s0}, n = {len(tr.x)} images; accuracy % [Wilson 95% CI]; baseline: (a) = (d), no Π", head]
-    for kind, norm, eps, steps, restarts in rows:
-        name = kind.upper() + ("" if kind == "fgsm" else f"-{steps}") + ("" if restarts == 1 else f"x{restarts}")
-        name += f" {norm} {eps * 255:.0f}/255" if norm == "linf" else f" {norm} {eps}"
-        cells = [("baseline", "a")] + [("sbde", t) for t in sbde.THREATS]
-        row = [
-            metrics.fmt(metrics.accuracy(tr.racc(a, s0, t, kind, norm, eps, steps, restarts)), 100, 1) for a, t in cells
-        ]
-        lines.append(f"{name:26s} " + " ".join(f"{r:>22s}" for r in row))
+    lines = [f"seed {s0}, n = {len(tr.x)} images; robust accuracy % [Wilson 95% CI]; baseline: (a) = (d), no Π", head]
+    for row in rows:
+        r = {"baseline": tr.run("baseline", s0, *row), "sbde": tr.run("sbde", s0, *row)}
+        cells = [r["baseline"]["a"]] + [r["sbde"].get(t) for t in sbde.THREATS]
+        txt = ["—" if c is None else metrics.fmt(metrics.accuracy(c), 100, 1) for c in cells]
+        lines.append(f"{_name(*row):26s} " + " ".join(f"{c:>22s}" for c in txt))
     return "\n".join(lines)
 
 
-def robust_figure(tr: ThreatRuns, s0, *, eps_grid, steps0: int, profile: str):
-    """Robust accuracy (Wilson intervals) against the L∞ budget, FGSM and PGD, every threat model (seed 0)."""
-    fig, axes = plotting.plt.subplots(1, 2, figsize=(11, 3.8))
+def robust_figure(tr: ThreatRuns, s0, *, eps_grid, steps0: int, aa_steps: int, profile: str):
+    """Robust accuracy (Wilson intervals) against the L∞ budget, FGSM, PGD and AutoAttack, every threat model
+    (seed 0; AutoAttack has no (d))."""
+    fig, axes = plotting.plt.subplots(1, 3, figsize=(15, 3.8))
     series = [("baseline (a)=(d)", "baseline", "a", "k")] + [
         (f"SBDE ({t})", "sbde", t, f"C{i}") for i, t in enumerate(sbde.THREATS)
     ]
-    for ax, kind in zip(axes, ("fgsm", "pgd")):
-        steps = 1 if kind == "fgsm" else steps0
+    for ax, kind in zip(axes, ("fgsm", "pgd", "autoattack")):
+        steps = {"fgsm": 1, "pgd": steps0, "autoattack": aa_steps}[kind]
         for label, arm, t, col in series:
+            if kind in LIB_KINDS and t == "d":
+                continue
             ms = [metrics.accuracy(tr.racc(arm, s0, t, kind, "linf", e / 255, steps)) for e in eps_grid]
             v = np.array([100 * m["value"] for m in ms])
             lo, hi = np.array([100 * m["ci95"][0] for m in ms]), np.array([100 * m["ci95"][1] for m in ms])
@@ -147,24 +207,36 @@ def robust_figure(tr: ThreatRuns, s0, *, eps_grid, steps0: int, profile: str):
             )
         ax.set_xlabel("L∞ ε (×1/255)")
         ax.set_ylabel("robust accuracy (%)")
-        ax.set_title(
-            f"{kind.upper()}{'' if kind == 'fgsm' else '-' + str(steps)}, seed {s0}, n={len(tr.x)} (ours, {profile})"
-        )
+        ax.set_title(f"{_name(kind, 'linf', 0, steps, 1).split()[0]}, seed {s0}, n={len(tr.x)} (ours, {profile})")
         ax.legend(fontsize=8)
     return fig
 
 
 # ---------------------------------------------------------------- sharp-boundary geometry
-def geometry(models: dict, tf, x, y, seeds, *, eps: float, steps: int) -> tuple[dict, list[float], list[float], str]:
+def _batched(fn, x, y, batch_size: int) -> dict:
+    """fn(x_batch, y_batch) -> {key: (B,) tensor}, over x in batches (bounded autograd memory), concatenated."""
+    parts = [fn(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def geometry(
+    models: dict, tf, x, y, seeds, *, eps: float, steps: int, batch_size: int = 250
+) -> tuple[dict, list[float], list[float], str]:
     """Per SBDE seed: the input gradient split into auxiliary / original coordinates and the auxiliary share of
-    the loss increase along an L∞ PGD path. Returns (per-seed arrays, per-seed geometric-mean ratio,
-    per-seed mean share, printable lines)."""
+    the loss increase along an L∞ PGD path, in batches of ``batch_size`` images. Returns (per-seed arrays,
+    per-seed geometric-mean ratio, per-seed mean share, printable lines)."""
     mask = tf.mask(32, 32, x.device)  # (1, 1, 64, 64), True = auxiliary
     geo, lines = {}, []
     for s in seeds:
-        xt = tf(x)
-        gs = sbde.grad_split(models["sbde", s], xt, y, mask)
-        pa = sbde.pgd_path_attribution(models["sbde", s], xt, y, mask, eps=eps, step=2.5 * eps / steps, steps=steps)
+        gs = _batched(lambda xb, yb, s=s: sbde.grad_split(models["sbde", s], tf(xb), yb, mask), x, y, batch_size)
+        pa = _batched(
+            lambda xb, yb, s=s: sbde.pgd_path_attribution(
+                models["sbde", s], tf(xb), yb, mask, eps=eps, step=2.5 * eps / steps, steps=steps
+            ),
+            x,
+            y,
+            batch_size,
+        )
         geo[s] = {k: gs[k] for k in ("ratio_per_coord", "ratio_l2", "l1_aux", "l1_orig", "l2_aux", "l2_orig")}
         geo[s] |= {"share_aux": pa["share_aux"], "first_order": pa["total"], "actual": pa["actual"]}
         lines.append(
@@ -305,6 +377,83 @@ def attack_explorer(model, tf, x, y) -> None:
     )
 
 
+def benchmark(models: dict, tfs: dict, x, y, s0, *, eps: float, steps: int, aa_steps: int, lib: dict) -> dict:
+    """Attack throughput on this machine (seed ``s0``'s baseline and SBDE models, threat model (a)): PGD
+    (images × steps per second) and the quick/full AutoAttack (images per second). Returns {rows, lines}."""
+    rows = []
+    for arm in ("baseline", "sbde"):
+        xt = tfs[arm](x)
+        for kind, k in (("pgd", steps), ("autoattack", aa_steps)):
+            atk = make_attack(kind, "linf", eps, k, seed=0, **lib.get(kind, {}))
+            rows.append({"model": arm, "dim": xt[0].numel(), **attacks.throughput(models[arm, s0], atk, xt, y)})
+    lines = [
+        f"{r['model']:9s} (d={r['dim']}) {r['attack'].split('(')[0]:10s} {r['images_per_s']:7.1f} images/s"
+        + (f", {r['image_steps_per_s']:7.0f} images × steps/s" if "image_steps_per_s" in r else "")
+        + f"  ({r['images']} images, {r['seconds']:.1f} s)"
+        for r in rows
+    ]
+    return {"rows": rows, "lines": "\n".join(lines)}
+
+
+# ---------------------------------------------------------------- sanity checks (asserted in the notebook)
+SYSTEMS = (("baseline", "a"), ("sbde", "a"), ("sbde", "b"), ("sbde", "c"))
+
+
+def sanity_checks(
+    tr: ThreatRuns, s0, *, eps_grid, eps_l2, head_eps, steps, restarts, aa_steps, eps_large, tol
+) -> tuple[dict, list, str]:
+    """Seed 0, per system (baseline (a); SBDE (a), (b), (c)), each within ``tol`` (robust accuracy over the
+    attacked images) — Carlini et al. 2019's checks:
+      * monotone_eps: PGD and AutoAttack robust accuracy does not rise with the L∞ budget;
+      * large_eps_zero: PGD at ``eps_large`` leaves <= 5% (systems (a) and (c), the attackers that know
+        the deployed system);
+      * more_steps: more PGD steps and restarts never help the defence (headline budget);
+      * reference_not_weaker: AutoAttack is not weaker than the project's PGD at any budget;
+      * aware_not_weaker: the aware attack (c) is not weaker than the unaware one (b), PGD and AutoAttack;
+      * gradient_free: Square is not stronger than the gradient attacks (headline budget); a system that
+        fails it is flagged for gradient masking (returned), the undefended baseline must pass.
+    Returns ({check: [(what, ok)]}, flagged systems, lines)."""
+
+    def acc(arm, t, *key):
+        return float(tr.racc(arm, s0, t, *key).float().mean())
+
+    head_pgd = ("pgd", "linf", head_eps, steps[0])
+    checks = {k: [] for k in ("monotone_eps", "large_eps_zero", "more_steps", "reference_not_weaker")}
+    checks |= {"aware_not_weaker": [], "gradient_free": []}
+    budgets = [("linf", e / 255) for e in eps_grid] + [("l2", eps_l2)]
+    for arm, t in SYSTEMS if "sbde" in {a for a, _ in tr.models} else SYSTEMS[:1]:
+        name = f"{arm} ({t})"
+        for kind, k in (("pgd", steps[0]), ("autoattack", aa_steps)):
+            v = [acc(arm, t, kind, "linf", e / 255, k) for e in eps_grid]
+            checks["monotone_eps"].append((f"{name} {kind}", all(b <= a + tol for a, b in zip(v, v[1:]))))
+        if t in ("a", "c"):
+            checks["large_eps_zero"].append((name, acc(arm, t, "pgd", "linf", eps_large, steps[0]) <= 0.05))
+        r0 = acc(arm, t, *head_pgd)
+        more = [(f"PGD-{k}", acc(arm, t, "pgd", "linf", head_eps, k)) for k in steps[1:]]
+        more.append((f"PGD-{steps[0]}x{restarts}", acc(arm, t, *head_pgd, restarts)))
+        checks["more_steps"] += [(f"{name} {n}", v <= r0 + tol) for n, v in more]
+        for norm, e in budgets:
+            ok = acc(arm, t, "autoattack", norm, e, aa_steps) <= acc(arm, t, "pgd", norm, e, steps[0]) + tol
+            checks["reference_not_weaker"].append((f"{name} {norm} {e:.4g}", ok))
+        if t != "b":
+            grad = min([r0, acc(arm, t, "autoattack", "linf", head_eps, aa_steps)] + [v for _, v in more])
+            checks["gradient_free"].append((name, acc(arm, t, "square", "linf", head_eps, 1) >= grad - tol))
+    if "sbde" in {a for a, _ in tr.models}:
+        for kind, k in (("pgd", steps[0]), ("autoattack", aa_steps)):
+            for norm, e in budgets:
+                ok = acc("sbde", "c", kind, norm, e, k) <= acc("sbde", "b", kind, norm, e, k) + tol
+                checks["aware_not_weaker"].append((f"{kind} {norm} {e:.4g}", ok))
+    flagged = [w for w, ok in checks["gradient_free"] if not ok]
+    lines = [
+        f"{k:22s} {'ok' if all(ok for _, ok in v) else 'FAILED for ' + str([w for w, ok in v if not ok])}"
+        for k, v in checks.items()
+    ]
+    lines.append(
+        f"flagged for gradient masking (Square beats the gradient attacks by > {tol:.2f}): {flagged or 'none'}"
+    )
+    return checks, flagged, "\n".join(lines)
+
+
 # ---------------------------------------------------------------- claims
 def claims(
     tr: ThreatRuns,
@@ -324,21 +473,22 @@ def claims(
     n_mineps: int,
     n_grid: int,
     seed: int,
+    aa_steps: int | None = None,
 ) -> list[dict]:
-    """The five claims of notebook 03, decided by the declared ``rules`` at the headline attack."""
-    key = ("pgd", "linf", head_eps, head_steps)
+    """The five claims of notebook 03, decided by the declared ``rules`` at the headline budget: robust to
+    PGD-``head_steps`` and (when ``aa_steps`` is given) to AutoAttack, per image (the worst case)."""
+    keys = [("pgd", "linf", head_eps, head_steps)] + ([("autoattack", "linf", head_eps, aa_steps)] if aa_steps else [])
     si = dict(n_images=len(tr.x), n_boot=1000, seed=seed)
 
     def seeds_acc(arm, threats, given_clean, idx=None):
-        """Per seed: share of the images ``idx`` robust to every threat in ``threats`` (headline attack);
-        given_clean: among those classified correctly when clean (0 if none)."""
+        """Per seed: share of the images ``idx`` robust to every threat in ``threats`` under every headline
+        attack (the worst case); given_clean: among those classified correctly when clean (0 if none)."""
         out = []
         for s in seeds:
             c = clean[arm, s] if idx is None else clean[arm, s][idx]
             ok = c.clone() if given_clean else torch.ones_like(c)
-            for t in threats:
-                r = tr.racc(arm, s, t, *key)
-                ok &= r if idx is None else r[idx]
+            r = tr.worst(arm, s, threats, keys)
+            ok &= r if idx is None else r[idx]
             out.append(float(ok.sum() / (c.sum().clamp_min(1) if given_clean else len(ok))))
         return np.array(out)
 
@@ -359,8 +509,9 @@ def claims(
         )
     base, every = ("baseline", "a"), dict(given_clean=False, what="robust accuracy over all attacked images")
     ratio_m, share_m = metrics.mean_ci(ratio_seed), metrics.mean_ci(share_seed)
+    attack = f"PGD-{head_steps}" + (f" and AutoAttack-{aa_steps} (worst case per image)" if aa_steps else "")
     head = (
-        f"PGD-{head_steps} L-inf eps={round(head_eps * 255)}/255, {stem} stem, seeds {list(seeds)}, "
+        f"{attack} L-inf eps={round(head_eps * 255)}/255, {stem} stem, seeds {list(seeds)}, "
         f"n={len(tr.x)} attacked images/seed; robust | clean = robust among the clean-correct ones; "
         "intervals: t over seeds + image bootstrap"
     )

@@ -405,31 +405,56 @@ THREATS = ("a", "b", "c", "d")
 
 
 def threat_model_correct(
-    model: nn.Module, tf: InputTransform, make_attack, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 250
+    model: nn.Module,
+    tf: InputTransform,
+    make_attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    threats: tuple[str, ...] = THREATS,
+    batch_size: int = 250,
 ) -> dict:
-    """Per-image correctness (bool, CPU) of one arm's model under the four threat models of notebook 03.
+    """Per-image robust correctness (bool, CPU) of one arm's model under the threat models of notebook 03.
 
     x: original images (N, C, H, W) in [0, 1]; the attacker works on tf(x). ``make_attack(mask=...,
-    transform=...)`` returns an attack (``attacks.FGSM``/``PGD``) with the threat-model constants.
+    transform=...)`` returns an attack with the threat-model constants.
       a) all coordinates attacked, no projection;           b) the same adversarial inputs, then Pi;
       c) attack end to end through Pi, Pi deployed (aware);  d) the same eps on original coordinates only.
+    ``threats``: the subset to run ("b" needs "a"; an attack without a coordinate mask skips "d").
     For arms without auxiliary coordinates (baseline) only 'a' is returned: there b = a and c = d = a.
+    An image counts as robust only if the system also classifies it correctly when clean (Pi leaves clean
+    inputs unchanged, so all four systems share that set); clean mistakes are not attacked.
     """
+    bad = [t for t in threats if t not in THREATS]
+    if bad or not threats or ("b" in threats and "a" not in threats):
+        raise ValueError(f"threats={threats!r}; allowed values: {', '.join(THREATS)} ('b' needs 'a')")
     device = next(model.parameters()).device
-    out = {k: [] for k in (THREATS if tf.has_aux else ("a",))}
-    for i in range(0, len(x), batch_size):
-        xb, yb = tf(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device)  # (B, C, KH, KW)
+    keys = tuple(t for t in THREATS if t in threats) if tf.has_aux else ("a",)
+    out = {k: torch.zeros(len(x), dtype=torch.bool) for k in keys}
 
-        def correct(z, yb=yb):  # bound now: called within this batch only
-            with torch.no_grad(), eval_mode(model):
-                return (model(z).argmax(1) == yb).cpu()
+    def correct(z, yb):
+        with torch.no_grad(), eval_mode(model):
+            return (model(z).argmax(1) == yb).cpu()
 
-        xa = make_attack(mask=None, transform=None)(model, xb, yb)
-        out["a"].append(correct(xa))
-        if tf.has_aux:
-            orig = (~tf.mask(x.shape[-2], x.shape[-1], device)).float()  # (1, 1, KH, KW), 1 = original
-            out["b"].append(correct(tf.project(xa)))
+    ok = torch.cat(
+        [
+            correct(tf(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device))
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+    idx = torch.nonzero(ok).flatten()
+    for i in range(0, len(idx), batch_size):
+        j = idx[i : i + batch_size]
+        xb, yb = tf(x[j.to(x.device)].to(device)), y[j.to(y.device)].to(device)  # (B, C, KH, KW)
+        if "a" in keys:
+            xa = make_attack(mask=None, transform=None)(model, xb, yb)
+            out["a"][j] = correct(xa, yb)
+            if "b" in keys:
+                out["b"][j] = correct(tf.project(xa), yb)
+        if "c" in keys:
             xc = make_attack(mask=None, transform=tf.project)(model, xb, yb)
-            out["c"].append(correct(tf.project(xc)))
-            out["d"].append(correct(make_attack(mask=orig, transform=None)(model, xb, yb)))
-    return {k: torch.cat(v) for k, v in out.items()}
+            out["c"][j] = correct(tf.project(xc), yb)
+        if "d" in keys:
+            orig = (~tf.mask(x.shape[-2], x.shape[-1], device)).float()  # (1, 1, KH, KW), 1 = original
+            out["d"][j] = correct(make_attack(mask=orig, transform=None)(model, xb, yb), yb)
+    return out

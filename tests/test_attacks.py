@@ -163,3 +163,13 @@ def test_pgd_random_starts_differ_between_batches_and_reproduce(trained):
     first, second = atk(model, x[:8], y[:8]), atk(model, x[:8], y[:8])
     assert not torch.equal(first, second)  # the generator advances: a new batch gets new start noise
     assert torch.equal(first, attacks.PGD(eps=EPS, step=EPS / 4, steps=1, seed=3)(model, x[:8], y[:8]))
+
+
+def test_throughput_reports_images_and_image_steps():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.rand(8, 3, 2, 2), torch.arange(8) % 3
+    r = attacks.throughput(model, attacks.PGD(eps=0.1, step=0.05, steps=4, restarts=2), x, y)
+    assert r["images"] == 8 and r["seconds"] > 0 and "steps=4" in r["attack"]
+    assert r["image_steps_per_s"] == pytest.approx(8 * 4 * 2 / r["seconds"])
+    sq = attacks.throughput(model, attacks.Square(eps=0.1, n_queries=5), x, y)
+    assert "image_steps_per_s" not in sq and sq["images_per_s"] == pytest.approx(8 / sq["seconds"])

@@ -12,9 +12,11 @@ N_TEST, N_ATK = 200, 120
 
 def _setup(**kw):
     base = dict(
-        seed=0, n_seeds=2, width=8, n_train=2400, n_val=400, n_test=N_TEST, n_atk=N_ATK, n_sel=150, epochs=5,
+        seed=0, n_seeds=2, width=8, stem="imagenet", n_train=2400, n_val=400, n_test=N_TEST, n_atk=N_ATK,
+        n_sel=150, epochs=5,
         schedule="onecycle", at_epochs=1, at_steps=3, at_eps=8, eps_run=(2, 4, 8), eps_large=64, pgd_steps=(10, 20),
-        restarts=1, eot=2, sel_eps=2, sel_steps=5, r_test_grid=(0.1, 0.2), lambda_grid=(0.01,),
+        restarts=1, eot=2, aa_steps=20, aa_parts=("apgd-ce", "apgd-t", "square"), aa_targets=3, aa_queries=300,
+        aa_eot=20, sel_eps=2, sel_steps=5, r_test_grid=(0.1, 0.2), lambda_grid=(0.01,),
         logit_kinds=("squeeze",), tau_norm=0.1, p_mask=0.5, r_train=0.15, lr=0.1, batch=100, n_unc=8, unc_samples=32,
         unc_radius=0.03,
         sanity_tol=0.03,
@@ -38,6 +40,9 @@ def _res(st, robust: dict[str, float], *, unaware_bonus=0.0, large=0.0, seed=0):
                 rob = clean[atk_idx] & (u < robust[a] * (1 - 0.2 * i))
                 naive = clean[atk_idx] & (u < min(1.0, robust[a] * (1 - 0.2 * i) + unaware_bonus))
                 r = {"fgsm": rob.clone(), "pgd10": rob.clone(), "pgd20": rob.clone(), "transfer": naive.clone()}
+                r["autoattack"] = rob.clone()
+                if e == st.eps_run[-1]:  # Square alone runs at the largest eps only
+                    r["square"] = rob.clone()
                 if a in cs.TEST_DEFENCE:
                     r["pgd10-unaware"] = naive.clone()
                 out[e] = r
@@ -125,7 +130,11 @@ def test_setup_record_figures_and_extra():
     sel = {"standard_val_clean": 0.5, "r_test": {0.1: (0.5, 0.2)}, "logitreg": {"sq": (0.5, 0.1)}}
     ex = cs.extra(st, sm, nup, sel, 0.1, "sq", sanity, large)
     assert ex["selection"]["r_test"] == {"0.1": (0.5, 0.2)} and ex["sanity"]["monotone_eps"]
-    assert set(ex["robust_per_attack"]["conjmask"]["2"]) == {"fgsm", "pgd10", "pgd20", "transfer", "pgd10-unaware"}
+    assert set(ex["robust_per_attack"]["conjmask"]["2"]) == {
+        *("fgsm", "pgd10", "pgd20", "transfer", "pgd10-unaware", "autoattack")
+    }
+    assert "square" in ex["robust_per_attack"]["conjmask"]["8"]
+    assert ex["masking_flags"] == []
     assert "standard" in sm.lines()
 
 
@@ -146,3 +155,35 @@ def test_randomized_defence_gets_a_noise_slack_and_still_fails_a_real_violation(
     assert not more_steps_ok("standard", 5)  # deterministic arm: 5/120 > 0.03
     assert more_steps_ok("random", 5)  # random masks at test time: within two SE of evaluation noise
     assert not more_steps_ok("random", 40)  # a real violation is still caught
+
+
+def test_gradient_free_check_flags_an_arm_and_autoattack_must_not_be_weaker():
+    st = _setup()
+    res, atk_idx = _res(st, ROBUST)
+    for s in st.seeds:  # Square breaks every image of the logitreg arm at 8/255 that the gradient attacks leave
+        res["logitreg"][s][8]["square"] = torch.zeros(N_ATK, dtype=torch.bool)
+    sm = cs.Summary(st, res, atk_idx)
+    assert cs.masking_flags(st, sm) == ["logitreg"]
+    sanity, _, lines = cs.sanity_checks(st, sm)
+    assert {a for a, _, ok in sanity["gradient_free"] if not ok} == {"logitreg"} and "['logitreg']" in lines
+    claims, _ = cs.claims(st, sm, _nup(CORR), _rules(), profile="quick", logit_key="squeeze")
+    by = {c["id"]: c for c in claims}
+    assert "FLAGGED for gradient masking" in by["logitreg-robustness"]["protocol"]
+    assert "check (Square vs gradient attacks): passed" in by["conjmask-robustness"]["protocol"]
+    assert (sm.headline["logitreg"] <= sm.autoattack["logitreg"]).all()  # the worst case includes AutoAttack
+    for s in st.seeds:  # AutoAttack far weaker than PGD on the standard arm: the evaluation is broken
+        res["standard"][s][2]["autoattack"] = res["standard"][s]["clean"][atk_idx]
+    sanity, _, _ = cs.sanity_checks(st, cs.Summary(st, res, atk_idx))
+    assert not all(ok for a, _, ok in sanity["reference_not_weaker"] if a == "standard")
+
+
+def test_reference_attacks_follow_the_defence_kind():
+    st = _setup()
+    det = cs.reference_attacks(st, 8 / 255, "topr", lambda v: v, 3, square=False)
+    assert set(det) == {"autoattack"} and det["autoattack"].version == "standard"
+    assert det["autoattack"].parts == ("apgd-ce", "apgd-t", "square") and det["autoattack"].n_targets == 3
+    assert "transform=yes" in repr(det["autoattack"]) and "seed=3" in repr(det["autoattack"])
+    rnd = cs.reference_attacks(st, 8 / 255, "random", None, 0, square=True)
+    assert rnd["autoattack"].version == "rand" and rnd["autoattack"].eot == 20 and rnd["square"].n_queries == 300
+    full = cs.reference_attacks(_setup(aa_parts=None, aa_targets=9), 8 / 255, "none", None, 0, square=False)
+    assert full["autoattack"].parts == ("apgd-ce", "apgd-t", "fab-t", "square")  # the reference composition

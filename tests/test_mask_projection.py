@@ -43,11 +43,14 @@ def _rules():
     }
 
 
-def _claims(tr, cl, slope_m, profile="quick"):
+def _claim_kw(slope_m, profile="quick"):
     rec = {"width": 8, "train_size": 2500}
     kw = dict(ratio_seed=[2.0, 2.1, 1.9], share_seed=[0.9, 0.92, 0.88], slope_m=slope_m, profile=profile, rec=rec)
-    kw |= dict(stem="imagenet", head_eps=HEAD[2], head_steps=HEAD[3], steps0=10, n_mineps=150, n_grid=12, seed=0)
-    return {c["id"]: c for c in mp.claims(tr, cl, SEEDS, _rules(), **kw)}
+    return kw | dict(stem="imagenet", head_eps=HEAD[2], head_steps=HEAD[3], steps0=10, n_mineps=150, n_grid=12, seed=0)
+
+
+def _claims(tr, cl, slope_m, profile="quick"):
+    return {c["id"]: c for c in mp.claims(tr, cl, SEEDS, _rules(), **_claim_kw(slope_m, profile))}
 
 
 def _power_law_mineps(exponent: float, n: int = 200) -> tuple[dict, dict]:
@@ -104,20 +107,54 @@ def test_c_equals_d_check_and_extra():
 
 
 def test_a_real_grid_on_a_tiny_model():
-    """Two tiny random ResNets through the real attacks: shapes, the table, c = d under L-inf, the figure."""
+    """Two tiny random ResNets through the real attacks (ours and the library's): shapes, the table, c = d
+    under L-inf, the sanity-check record, the benchmark and the figure."""
     torch.manual_seed(0)
     tf = {a: sbde.arm_transform(a) for a in ("baseline", "sbde")}
     net = {(a, 0): models.resnet18(stem="imagenet", width=2).eval() for a in tf}
-    x, y = torch.rand(6, 3, 32, 32), torch.arange(6) % 10
-    tr = mp.ThreatRuns(net, tf, x, y)
-    kw = dict(eps_grid=(2,), eps_l2=0.5, steps=(1, 2, 3), head_eps=2 / 255, head_steps=2)
-    rows = mp.run_grid(tr, (0,), restarts=2, **kw)
-    assert len(rows) == 2 + 1 + 2 + 1  # FGSM + PGD per eps, one L2, two more step counts, the restart row
+    x = torch.rand(6, 3, 32, 32)
+    with torch.no_grad():
+        y = net["baseline", 0](x).argmax(1)  # clean-correct for the baseline, so its images are attacked
+    lib = {"autoattack": dict(parts=("apgd-ce", "square"), n_queries=5), "square": dict(n_queries=5)}
+    tr = mp.ThreatRuns(net, tf, x, y, lib=lib)
+    kw = dict(eps_grid=(2,), eps_l2=0.5, steps=(1, 2, 3), head_eps=2 / 255, restarts=2, aa_steps=1, eps_large=0.5)
+    rows = mp.run_grid(tr, (0,), head_steps=2, **kw)
+    assert len(rows) == 3 + 2 + 2 + 1 + 1 + 1  # FGSM/PGD/AA per eps, L2 PGD/AA, 2 step counts, Square, restarts, large
     table = mp.threat_table(tr, 0, rows)
-    assert table.count("\n") == len(rows) + 1 and "SBDE (d)" in table
+    assert table.count("\n") == len(rows) + 1 and "SBDE (d)" in table and "AA-1 linf 2/255" in table
+    assert "—" in table.splitlines()[[r[0] for r in rows].index("autoattack") + 2]  # a library attack has no (d)
     assert tr.linf_c_equals_d() and all(v > 0 for v in tr.cost.values())
-    fig = mp.robust_figure(tr, 0, eps_grid=(2,), steps0=1, profile="smoke")
-    assert len(fig.axes) == 2
+    assert set(tr.run("sbde", 0, "autoattack", "linf", 2 / 255, 1)) == {"a", "b", "c"}
+    checks, flagged, lines = mp.sanity_checks(tr, 0, tol=0.03, **kw)
+    assert set(checks) == {
+        *("monotone_eps", "large_eps_zero", "more_steps", "reference_not_weaker", "aware_not_weaker", "gradient_free")
+    }
+    assert [w for w, _ in checks["gradient_free"]] == ["baseline (a)", "sbde (a)", "sbde (c)"] and "flagged" in lines
+    assert all(isinstance(ok, bool) for v in checks.values() for _, ok in v)
+    bench = mp.benchmark(net, tf, x, y, 0, eps=2 / 255, steps=1, aa_steps=1, lib=lib)
+    assert len(bench["rows"]) == 4 and "images × steps/s" in bench["lines"]
+    fig = mp.robust_figure(tr, 0, eps_grid=(2,), steps0=1, aa_steps=1, profile="smoke")
+    assert len(fig.axes) == 3
     mp.plotting.plt.close(fig)
     with pytest.raises(KeyError):
         tr.run("sbde_k3", 0, "pgd", "linf", 2 / 255, 1)  # no such model: a clear KeyError, not a silent pass
+    with pytest.raises(ValueError, match="threat d"):
+        mp.make_attack("autoattack", "linf", 0.1, 2, mask=torch.ones(1))
+    with pytest.raises(ValueError, match="kind="):
+        mp.make_attack("cw", "linf", 0.1)
+
+
+def test_headline_is_the_worst_case_of_pgd_and_autoattack():
+    """Robust = robust to PGD and to AutoAttack per image: an AutoAttack that breaks SBDE (a) further turns a
+    tie with the baseline into fragility, and (d), which AutoAttack does not have, is skipped."""
+    tr, cl = _threats({"baseline": 0.5, "sbde_a": 0.5, "sbde_b": 0.5, "sbde_c": 0.4, "sbde_d": 0.4})
+    slope_m = mp.scaling_slope(*_power_law_mineps(-0.5), seed=0)
+    assert _claims(tr, cl, slope_m)["sbde-fragility"]["verdict"] != "reproduced"
+    aa = ("autoattack", "linf", round(HEAD[2], 8), 20, 1)
+    for s in SEEDS:
+        pgd = tr.runs[("sbde", s, *HEAD[:2], round(HEAD[2], 8), HEAD[3], 1)]
+        tr.runs[("sbde", s, *aa)] = {"a": pgd["a"] & (torch.rand(N) < 0.2), "b": pgd["b"], "c": pgd["c"]}
+        tr.runs[("baseline", s, *aa)] = {"a": tr.runs[("baseline", s, *HEAD[:2], round(HEAD[2], 8), HEAD[3], 1)]["a"]}
+    by = {c["id"]: c for c in mp.claims(tr, cl, SEEDS, _rules(), **_claim_kw(slope_m), aa_steps=20)}
+    assert by["sbde-fragility"]["verdict"] == "reproduced" and "AutoAttack-20" in by["sbde-fragility"]["protocol"]
+    assert by["projection-restores-aware"]["metrics"]["robust_sbde_aware"]["value"] > 0  # (d) skipped, not failed

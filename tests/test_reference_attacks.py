@@ -56,7 +56,7 @@ def test_autoattack_interface(trained):
     model, x, y = trained
     atk = attacks.AutoAttack(eps=8 / 255, steps=5, version="rand", eot=2)
     r = repr(atk)
-    assert "eps=0.031373" in r and "steps=5" in r and "eot=2" in r and "APGD-DLR" in r and "torchattacks" in r
+    assert "eps=0.031373" in r and "steps=5" in r and "eot=2" in r and "apgd-dlr" in r and "torchattacks" in r
     model.train()
     xa = atk(model, x[:20], y[:20])
     assert model.training, "the model's mode is restored"
@@ -71,6 +71,32 @@ def test_autoattack_interface(trained):
         ({"eps": 0.1, "steps": 0}, "steps="),
         ({"eps": -1, "steps": 10}, "eps="),
         ({"eps": 0.1, "steps": 10, "norm": "l1"}, "norm="),
+        ({"eps": 0.1, "steps": 10, "parts": ("square",), "version": "rand"}, "parts="),
+        ({"eps": 0.1, "steps": 10, "parts": ()}, "parts="),
+        ({"eps": 0.1, "steps": 10, "n_targets": 10}, "n_targets="),
     ):
         with pytest.raises(ValueError, match=msg):
             attacks.AutoAttack(**kw)
+
+
+def test_autoattack_parts_targets_and_square(trained):
+    model, x, y = trained
+    atk = attacks.AutoAttack(eps=EPS, steps=10, parts=("square", "apgd-ce"), n_targets=3, n_queries=20)
+    assert atk.parts == ("apgd-ce", "square"), "parts run in the reference order"
+    assert "parts=['apgd-ce', 'square']" in repr(atk) and "n_targets=3" in repr(atk) and "n_queries=20" in repr(atk)
+    t = attacks.AutoAttack(eps=EPS, steps=10, parts=("apgd-t",), n_targets=2).components(model)[0]
+    assert t.n_target_classes == 2, "n_targets reaches the library's targeted attack"
+    assert attacks.AutoAttack(eps=EPS, steps=10).n_targets == 9  # the reference: n_classes - 1
+    ce = _robust(model, attacks.AutoAttack(eps=EPS, steps=10, parts=("apgd-ce",)), x, y)
+    ce_t = _robust(model, attacks.AutoAttack(eps=EPS, steps=10, parts=("apgd-ce", "apgd-t"), n_targets=3), x, y)
+    assert ce_t <= ce + 1e-9, "a later part only attacks the survivors of the earlier ones"
+    sq = attacks.Square(eps=0.15, n_queries=200)  # measured: Square 0.39, PGD-20 0.0 on these 100 images
+    assert repr(sq) == "Square(eps=0.15, n_queries=200, norm='linf', seed=0, transform=no, library='torchattacks')"
+    xs = sq(model, x[:100], y[:100])
+    assert (xs - x[:100]).abs().max() <= 0.15 + 1e-6 and xs.min() >= 0 and xs.max() <= 1
+    acc_sq = (model(xs).argmax(1) == y[:100]).float().mean().item()
+    assert acc_sq < 0.8, f"Square broke few images ({acc_sq:.2f}): the gradient-free check has no power"
+    pgd = _robust(model, attacks.PGD(eps=0.15, step=0.15 / 4, steps=20), x[:100], y[:100])
+    assert acc_sq >= pgd - TOL, "without a defence, the gradient-free attack is not stronger than PGD"
+    with pytest.raises(ValueError, match="n_queries="):
+        attacks.Square(eps=0.1, n_queries=0)

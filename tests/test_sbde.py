@@ -185,3 +185,25 @@ def test_threat_models_shapes_and_c_equals_d():
     assert torch.equal(res["c"], res["d"])  # aware attack through Pi == attack on original pixels only
     base = sbde.threat_model_correct(model, sbde.arm_transform("baseline"), mk, x, y)
     assert set(base) == {"a"}
+
+
+def test_threat_models_count_only_clean_correct_images_and_run_a_subset():
+    from functools import partial
+
+    x = _imgs(n=12, h=8, w=8)
+    model = _tiny_model()
+    tf = sbde.arm_transform("sbde")
+    with torch.no_grad():
+        pred = model(tf(x)).argmax(1)
+    y = pred.clone()
+    y[::3] = (pred[::3] + 1) % 10  # every third image is a clean mistake
+    noop = lambda mask=None, transform=None: lambda m, xb, yb: xb  # noqa: E731  (an attack that changes nothing)
+    res = sbde.threat_model_correct(model, tf, noop, x, y, batch_size=5)
+    for t, v in res.items():  # unattacked: robust = clean, so clean mistakes must read as not robust
+        assert torch.equal(v, pred == y), t
+    mk = partial(attacks.PGD, eps=8 / 255, step=2 / 255, steps=2, seed=0)
+    sub = sbde.threat_model_correct(model, tf, mk, x, y, threats=("a", "b", "c"))
+    assert set(sub) == set("abc") and not sub["a"][::3].any()
+    for bad in (("b",), ("e",), ()):
+        with pytest.raises(ValueError, match="threats="):
+            sbde.threat_model_correct(model, tf, mk, x, y, threats=bad)
