@@ -19,6 +19,17 @@ from .runtime import eval_mode, make_generator, progress_disabled
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 AUGMENTS = ("crop", "flip")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto" -> "bf16" (autocast) on CUDA, "fp32" on a CPU (bf16 on a CPU is faster only for some models and
+    CPUs: ``python -m nup_utils.benchmark`` measures it; ask for "bf16" explicitly). Else the value itself."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; allowed values: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -104,6 +115,8 @@ def train(
     x_val: torch.Tensor | None = None,
     y_val: torch.Tensor | None = None,
     checkpoint_epochs: tuple[int, ...] = (),
+    precision: str = "auto",
+    channels_last: bool = False,
     progress: bool = True,
     desc: str = "train",
 ) -> dict:
@@ -111,7 +124,9 @@ def train(
 
     Per batch: augment (``augment_ops``) -> ``batch_transform(x, y, model, gen)`` (e.g. ConjMask)
     -> ``input_transform(x)`` (e.g. SBDE expansion) -> model -> ``loss_fn(logits, y)``
-    (default cross-entropy with ``label_smoothing``). bf16 autocast on CUDA.
+    (default cross-entropy with ``label_smoothing``). ``precision``: "bf16" = bf16 autocast, "fp32", or "auto"
+    (:func:`resolve_precision`: bf16 on CUDA, fp32 on a CPU). ``channels_last``: model and batches in the
+    channels-last memory format (faster convolutions on most CPUs and GPUs; the values are unchanged).
 
     Returns the history: per-epoch ``train_loss``, ``train_acc``, ``lr``, ``epoch_time_s``
     (+ ``val_acc`` when x_val is given) and ``checkpoints`` {epoch: state_dict} for ``checkpoint_epochs``.
@@ -128,8 +143,12 @@ def train(
     steps_per_epoch = math.ceil(len(x) / batch_size)
     sched = make_scheduler(opt, schedule, lr, epochs * steps_per_epoch)
     loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, label_smoothing=label_smoothing))
-    use_amp = device.type == "cuda"
+    prec = resolve_precision(precision, device)
+    use_amp = prec == "bf16"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     hist = {"train_loss": [], "train_acc": [], "lr": [], "epoch_time_s": [], "checkpoints": {}}
+    hist |= {"precision": prec, "channels_last": bool(channels_last)}
     if x_val is not None:
         hist["val_acc"] = []
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress or progress_disabled(), leave=False)
@@ -148,6 +167,8 @@ def train(
                 xb = batch_transform(xb, yb, model, gen)
             if input_transform is not None:
                 xb = input_transform(xb)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(xb)
                 loss = loss_fn(logits.float(), yb)
@@ -172,17 +193,25 @@ def train(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, x: torch.Tensor, *, batch_size: int = 500, input_transform: Callable | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 500,
+    input_transform: Callable | None = None,
+    flip_tta: bool = False,
 ) -> torch.Tensor:
-    """Logits (N, classes) in eval mode (mode restored afterwards)."""
+    """Logits (N, classes) in eval mode (mode restored afterwards). ``flip_tta``: the mean of the logits of
+    the image and of its horizontal mirror, mirrored *before* ``input_transform`` (mirroring an expanded
+    input would move original pixels onto the inserted lattice)."""
     device = model_device(model)
     out = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(device)
+            views = (xb, xb.flip(3)) if flip_tta else (xb,)
             if input_transform is not None:
-                xb = input_transform(xb)
-            out.append(model(xb).float())
+                views = tuple(input_transform(v) for v in views)
+            out.append(torch.stack([model(v).float() for v in views]).mean(0))
     return torch.cat(out)
 
 
@@ -193,7 +222,8 @@ def evaluate(
     *,
     batch_size: int = 500,
     input_transform: Callable | None = None,
+    flip_tta: bool = False,
 ) -> torch.Tensor:
-    """Per-sample correctness, bool (N,) on the CPU."""
-    logits = predict(model, x, batch_size=batch_size, input_transform=input_transform)
+    """Per-sample correctness, bool (N,) on the CPU (``flip_tta``: see :func:`predict`)."""
+    logits = predict(model, x, batch_size=batch_size, input_transform=input_transform, flip_tta=flip_tta)
     return (logits.argmax(1) == y.to(logits.device)).cpu()

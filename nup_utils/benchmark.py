@@ -1,0 +1,200 @@
+"""Throughput of the project's vision models on this machine (issue #17), a record, not a timed test.
+
+Per model × input size × precision × memory format, two workloads on random data:
+  * ``train``:  forward, cross-entropy backward and an SGD step on a batch (images per second);
+  * ``attack``: forward and the input gradient in eval mode, one PGD step (images × steps per second).
+``precision`` "bf16" is ``torch.autocast(dtype=bfloat16)`` (the CPU's AMX/AVX-512-BF16 units where it has
+them); "fp32" is plain float32. ``channels_last`` converts the model and the batch. Every row is the
+median of ``repeats`` timed blocks after a warm-up, so one slow block (another process) does not decide.
+
+    python -m nup_utils.benchmark [--grid quick|full] [--seconds 1.5] [--device auto] [--out DIR]
+
+writes ``results/benchmarks/<device-slug>.json`` (atomically) and prints a table. The numbers depend on
+the machine and on what else runs on it: run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import models, paths, runtime
+
+PRECISIONS = ("fp32", "bf16")
+WORKLOADS = ("train", "attack")
+# (stem, width, input px, batch): the models of notebooks 02-04 in quick and in full
+GRIDS = {
+    "quick": [
+        ("imagenet", 8, 32, 128),
+        ("imagenet", 16, 32, 128),
+        ("imagenet", 32, 32, 128),
+        ("imagenet", 8, 64, 128),
+        ("imagenet", 16, 64, 128),
+        ("cifar", 8, 32, 128),
+        ("cifar", 16, 32, 128),
+    ],
+    "full": [
+        ("imagenet", 64, 32, 256),
+        ("imagenet", 64, 64, 256),
+        ("imagenet", 64, 96, 256),
+        ("cifar", 64, 32, 256),
+        ("cifar", 64, 64, 256),
+    ],
+}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo), empty where unknown."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_native(device: torch.device) -> bool:
+    """bf16 arithmetic in hardware: a CUDA device with bf16 support, or a CPU with AMX-BF16 or AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def _step(model, x, y, workload: str, precision: str, opt) -> None:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        if workload == "train":
+            loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        else:
+            xr = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(F.cross_entropy(model(xr).float(), y), xr)
+            x = (x + 1e-3 * g.sign()).clamp(0, 1)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
+def measure(
+    stem: str,
+    width: int,
+    px: int,
+    batch: int,
+    *,
+    workload: str,
+    precision: str,
+    channels_last: bool,
+    device,
+    seconds: float = 1.5,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict:
+    """One row: median images per second over ``repeats`` blocks of about ``seconds`` each."""
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload={workload!r}; allowed values: {', '.join(WORKLOADS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; allowed values: {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = models.resnet18(stem=stem, width=width).to(device)
+    gen = runtime.make_generator(seed)
+    x = torch.rand(batch, 3, px, px, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    model.train(workload == "train")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    for _ in range(2):  # warm-up: allocator, kernels, oneDNN primitives
+        _step(model, x, y, workload, precision, opt)
+    rates = []
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while n < 2 or time.perf_counter() - t0 < seconds:
+            _step(model, x, y, workload, precision, opt)
+            n += 1
+        rates.append(n * batch / (time.perf_counter() - t0))
+    return {
+        "stem": stem,
+        "width": width,
+        "px": px,
+        "batch": batch,
+        "workload": workload,
+        "precision": precision,
+        "channels_last": channels_last,
+        "images_per_s": statistics.median(rates),
+        "spread": [min(rates), max(rates)],
+    }
+
+
+def run(grid: str = "quick", *, device="auto", seconds: float = 1.5, repeats: int = 3, log=print) -> dict:
+    """Every row of ``grid`` × workloads × precisions × memory formats, with the machine's description."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid={grid!r}; allowed values: {', '.join(GRIDS)}")
+    dev = runtime.resolve_device(device)
+    rows = []
+    for stem, width, px, batch in GRIDS[grid]:
+        for workload in WORKLOADS:
+            for precision in PRECISIONS:
+                for cl in (False, True):
+                    r = measure(stem, width, px, batch, workload=workload, precision=precision, channels_last=cl,
+                                device=dev, seconds=seconds, repeats=repeats)  # fmt: skip
+                    rows.append(r)
+                    log(line(r))
+    return {
+        "device": runtime.device_name(dev),
+        "cpu_model": runtime.cpu_model(),
+        "bf16_native": bf16_native(dev),
+        "threads": runtime.threads_info(),
+        "versions": runtime.versions(),
+        "git_commit": runtime.git_commit(),
+        "grid": grid,
+        "seconds_per_block": seconds,
+        "repeats": repeats,
+        "rows": rows,
+    }
+
+
+def line(r: dict) -> str:
+    unit = "images/s" if r["workload"] == "train" else "images × steps/s"
+    fmt = "channels_last" if r["channels_last"] else "contiguous"
+    return (
+        f"{r['stem']:8s} w{r['width']:<3d} {r['px']:3d}px b{r['batch']:<4d} {r['workload']:6s} {r['precision']:4s} "
+        f"{fmt:13s} {r['images_per_s']:9.0f} {unit} [{r['spread'][0]:.0f}, {r['spread'][1]:.0f}]"
+    )
+
+
+def best(record: dict, stem: str, width: int, px: int, workload: str = "train") -> dict:
+    """The fastest (precision, memory format) row for one model and input size in a benchmark record."""
+    rows = [r for r in record["rows"] if (r["stem"], r["width"], r["px"], r["workload"]) == (stem, width, px, workload)]
+    if not rows:
+        raise KeyError(f"no benchmark row for stem={stem!r}, width={width}, px={px}, workload={workload!r}")
+    return max(rows, key=lambda r: r["images_per_s"])
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--grid", default="quick", choices=tuple(GRIDS))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seconds", type=float, default=1.5, help="length of one timed block")
+    ap.add_argument("--repeats", type=int, default=3, help="timed blocks per row (the median is kept)")
+    ap.add_argument("--out", default=str(paths.results_root() / "benchmarks"))
+    a = ap.parse_args(argv)
+    rec = run(a.grid, device=a.device, seconds=a.seconds, repeats=a.repeats)
+    name = slug(f"{rec['device']}-{a.grid}")
+    path = paths.atomic_write_json(f"{a.out}/{name}.json", rec)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
