@@ -405,3 +405,12 @@ def throughput(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor) -> di
     if isinstance(attack, (PGD, FGSM)):
         out["image_steps_per_s"] = len(x) * steps / dt
     return out
+
+
+def throughput_line(r: dict, label: str) -> str:
+    """One printable line of a :func:`throughput` row, prefixed by ``label`` (the model or arm)."""
+    steps = f", {r['image_steps_per_s']:7.0f} images × steps/s" if "image_steps_per_s" in r else ""
+    return (
+        f"{label} {r['attack'].split('(')[0]:10s} {r['images_per_s']:7.1f} images/s{steps}"
+        f"  ({r['images']} images, {r['seconds']:.1f} s)"
+    )

@@ -627,12 +627,7 @@ def benchmark(st: Setup, d: Data, nets: dict, r_test: float, n: int = 32) -> dic
         pgd = attacks.PGD(eps=eps, step=2.5 * eps / k, steps=k, eot=eot, seed=st.seed, transform=dfn)
         for atk in (pgd, *reference_attacks(st, eps, kind, dfn, st.seed, square=True).values()):
             rows.append({"arm": arm, **attacks.throughput(nets[s][arm], atk, d.x_at[:n], d.y_at[:n])})
-    lines = [
-        f"{r['arm']:9s} {r['attack'].split('(')[0]:10s} {r['images_per_s']:7.1f} images/s"
-        + (f", {r['image_steps_per_s']:7.0f} images × steps/s" if "image_steps_per_s" in r else "")
-        + f"  ({r['images']} images, {r['seconds']:.1f} s)"
-        for r in rows
-    ]
+    lines = [attacks.throughput_line(r, f"{r['arm']:9s}") for r in rows]
     return {"rows": rows, "lines": "\n".join(lines)}
 
 

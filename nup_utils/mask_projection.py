@@ -386,12 +386,7 @@ def benchmark(models: dict, tfs: dict, x, y, s0, *, eps: float, steps: int, aa_s
         for kind, k in (("pgd", steps), ("autoattack", aa_steps)):
             atk = make_attack(kind, "linf", eps, k, seed=0, **lib.get(kind, {}))
             rows.append({"model": arm, "dim": xt[0].numel(), **attacks.throughput(models[arm, s0], atk, xt, y)})
-    lines = [
-        f"{r['model']:9s} (d={r['dim']}) {r['attack'].split('(')[0]:10s} {r['images_per_s']:7.1f} images/s"
-        + (f", {r['image_steps_per_s']:7.0f} images × steps/s" if "image_steps_per_s" in r else "")
-        + f"  ({r['images']} images, {r['seconds']:.1f} s)"
-        for r in rows
-    ]
+    lines = [attacks.throughput_line(r, f"{r['model']:9s} (d={r['dim']})") for r in rows]
     return {"rows": rows, "lines": "\n".join(lines)}
 
 

@@ -173,3 +173,4 @@ def test_throughput_reports_images_and_image_steps():
     assert r["image_steps_per_s"] == pytest.approx(8 * 4 * 2 / r["seconds"])
     sq = attacks.throughput(model, attacks.Square(eps=0.1, n_queries=5), x, y)
     assert "image_steps_per_s" not in sq and sq["images_per_s"] == pytest.approx(8 / sq["seconds"])
+    assert "images × steps/s" in attacks.throughput_line(r, "m") and "steps/s" not in attacks.throughput_line(sq, "m")
