@@ -16,6 +16,7 @@ the machine and on what else runs on it: run it alone.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import time
@@ -175,6 +176,83 @@ def best(record: dict, stem: str, width: int, px: int, workload: str = "train") 
     if not rows:
         raise KeyError(f"no benchmark row for stem={stem!r}, width={width}, px={px}, workload={workload!r}")
     return max(rows, key=lambda r: r["images_per_s"])
+
+
+def _matches_this_machine(record: dict, device: torch.device) -> bool:
+    """A record measured on this CPU model, with this many torch threads and the same bf16 support."""
+    return (
+        record.get("cpu_model") == runtime.cpu_model()
+        and record.get("threads", {}).get("torch_threads") == torch.get_num_threads()
+        and record.get("bf16_native") == bf16_native(device)
+    )
+
+
+def committed_records(folder=None) -> list[dict]:
+    """The benchmark records committed under ``results/benchmarks`` (never the run's own results folder:
+    the engine choice of a published run must be reproducible from the repository)."""
+    folder = paths.REPO_ROOT / "results" / "benchmarks" if folder is None else folder
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def fastest(
+    stem: str,
+    width: int,
+    px: int,
+    *,
+    device,
+    batch: int = 128,
+    seconds: float = 0.5,
+    repeats: int = 3,
+    records: list[dict] | None = None,
+    log=print,
+) -> dict:
+    """The engine settings that train this model fastest here: ``{"precision", "channels_last", "source",
+    "images_per_s"}``, for ``training.train``'s ``precision=``/``channels_last=`` (issue #17's "auto").
+
+    * CUDA: bf16 autocast + channels_last (tensor cores), not measured.
+    * CPU: the train rows of a committed benchmark record of this CPU model and thread count
+      (:func:`committed_records`), when it has this (stem, width, px); else measured now (each precision ×
+      memory format, ``repeats`` blocks of ``seconds``; bf16 only where it is native, emulated bf16 is
+      never faster) and remembered in ``<cache>/engine/`` so later runs on this machine choose the same.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return {"precision": "bf16", "channels_last": True, "source": "cuda default", "images_per_s": None}
+    key = f"{stem}-w{width}-{px}px"
+    for rec in committed_records() if records is None else records:
+        if _matches_this_machine(rec, device):
+            try:
+                top = best(rec, stem, width, px, "train")
+            except KeyError:
+                continue
+            n_threads, commit = rec["threads"]["torch_threads"], rec["git_commit"][:7]
+            src = f"benchmark record ({rec['cpu_model']}, {n_threads} threads, {commit})"
+            return {**{k: top[k] for k in ("precision", "channels_last", "images_per_s")}, "source": src}
+    memo = paths.cache_dir() / "engine" / f"{slug(runtime.cpu_model())}-{torch.get_num_threads()}-threads.json"
+    known = json.loads(memo.read_text()) if memo.is_file() else {}
+    if key not in known:
+        precisions = PRECISIONS if bf16_native(device) else ("fp32",)
+        rows = [
+            measure(
+                stem,
+                width,
+                px,
+                batch,
+                workload="train",
+                precision=p,
+                channels_last=cl,
+                device=device,
+                seconds=seconds,
+                repeats=repeats,
+            )  # fmt: skip
+            for p in precisions
+            for cl in (False, True)
+        ]
+        top = max(rows, key=lambda r: r["images_per_s"])
+        known[key] = {k: top[k] for k in ("precision", "channels_last", "images_per_s")}
+        paths.atomic_write_json(memo, known)
+        log(f"engine for {key}: measured " + "; ".join(line(r) for r in rows))
+    return {**known[key], "source": f"measured on this machine ({memo.name})"}
 
 
 def slug(text: str) -> str:

@@ -299,10 +299,13 @@ def geometry_figure(profiles: dict, ts, ratio_per_coord: torch.Tensor, s0, n_pro
 
 # ---------------------------------------------------------------- minimal perturbation vs dimension
 def min_eps_study(models: dict, tfs: dict, x, y, grid, *, steps: int, seed: int, s0) -> tuple[dict, dict, str]:
-    """Per K = 1, 2, 3 (seed ``s0``): the smallest L2 eps on ``grid`` at which L2 PGD flips each correctly
-    classified image (censored at the top of the grid). Returns ({K: (n_K,) eps}, {K: d}, lines)."""
+    """Per K = 1, 2, 3 (seed ``s0``; K = 3 only where the ``sbde_k3`` model was loaded): the smallest L2 eps on
+    ``grid`` at which L2 PGD flips each correctly classified image (censored at the top of the grid).
+    Returns ({K: (n_K,) eps}, {K: d}, lines)."""
     mineps, dims, lines = {}, {}, []
     for arm, K in (("baseline", 1), ("sbde", 2), ("sbde_k3", 3)):
+        if (arm, s0) not in models:
+            continue
         fn = lambda e: attacks.PGD(eps=e, step=2.5 * e / steps, steps=steps, norm="l2", seed=seed)  # noqa: E731
         xt = tfs[arm](x)
         me = sbde.min_adv_eps(models[arm, s0], xt, y, grid, fn)

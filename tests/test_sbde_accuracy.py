@@ -73,6 +73,34 @@ def test_claims_follow_the_declared_rules(acc, gain, mechanism):
     assert "rel_error_reduction" in sa.claim_lines(smoke)
 
 
+def test_mechanism_claim_uses_the_controls_that_were_trained():
+    """Quick trains nearest only: the claim compares SBDE with nearest (and can fail on it); without any
+    resolution control there is no mechanism claim."""
+    arms = {"imagenet": ["baseline", "sbde", "nearest"]}
+    assert sa.resolution_controls(arms) == ["nearest"] and sa.resolution_controls(ARMS) == ["nearest", "bilinear"]
+    assert sa.resolution_controls({"imagenet": ["baseline", "sbde"]}) == []
+    rng = np.random.default_rng(1)
+    runs = sa.Runs(arms, SEEDS, 2000)
+    for stem, arm, s in runs.jobs:  # the resolution control is as good as SBDE; both beat the baseline
+        runs.correct[stem, arm, s] = rng.random(2000) < {"baseline": 0.60, "sbde": 0.75, "nearest": 0.80}[arm]
+        runs.hist[stem, arm, s] = {"train_loss": [2.0, 1.5]}
+    summary, _ = sa.summarize(runs, seed=0)
+    rules = _rules() | {"gain-from-symmetry-breaking": verdicts.AllOf((verdicts.Direction("sbde_minus_nearest", "+"),))}
+    rec = {"width": 16, "train_size": None, "test_size": 2000, "epochs": 5}
+    out = {c["id"]: c for c in sa.claims(runs, summary, rules, profile="quick", rec=rec, seed=0)}
+    mech = out["gain-from-symmetry-breaking"]
+    assert mech["verdict"] == "not_reproduced" and set(mech["metrics"]) == {
+        "sbde_minus_nearest",
+        "nearest_minus_baseline",
+    }
+    assert "nearest upsampling" in mech["statement"] and "bilinear" not in mech["statement"]
+    runs2 = sa.Runs({"imagenet": ["baseline", "sbde"]}, SEEDS, 2000)
+    runs2.correct, runs2.hist = runs.correct, runs.hist
+    summary2, _ = sa.summarize(runs2, seed=0)
+    ids = [c["id"] for c in sa.claims(runs2, summary2, rules, profile="quick", rec=rec, seed=0)]
+    assert ids == ["sbde-gain-imagenet-stem"]
+
+
 def test_figures_build():
     import torch
 
