@@ -36,7 +36,7 @@
 # | architecture | ResNet-18, both stems: `imagenet` (torchvision's 7×7/2 conv + max-pool) and `cifar` (3×3/1, no pool) | ours (paper's stem unknown; the paper's baseline accuracy is typical of the ImageNet stem on 32×32 inputs — recon) |
 # | controls | nearest and bilinear upsampling ×2 (resolution without constants), zero-valued insertion, CIFAR-mean insertion (normalizes to 0), K=3 | ours (separate symmetry breaking from resolution) |
 # | recipe | SGD-Nesterov momentum 0.9, weight decay 5e-4, all 50,000 training images; *full*: 200 epochs cosine, batch 128, lr 0.1, width 64 (standard ResNet-18); *quick*: width 16, 5 epochs one-cycle (peak lr 0.2 after a 25% warm-up), batch 256, label smoothing 0.2; precision (fp32 or bf16 autocast) and memory format: the fastest measured on the machine for each model (`benchmark.fastest`, recorded per model) | ours (paper's recipe unknown; full = the common CIFAR recipe; quick sized to the CI budget on 2 CPU cores: a baseline of about 65%) |
-# | arms in quick | ImageNet stem: baseline, SBDE and the nearest-upsampling control. Full: every arm (also bilinear, zero, the CIFAR-mean constant, K=3 and nearest K=3) on both stems; smoke runs every code path | ours (CI budget: on the full training set a 64×64 arm costs about 2.3× the baseline on 2 CPU cores; nearest is the control a resolution effect needs; the ImageNet stem is where resolution matters most and matches the paper's baseline) |
+# | arms in quick | ImageNet stem, baseline and SBDE only. Full: every arm (nearest, bilinear, zero, the CIFAR-mean constant, K=3, nearest K=3) on both stems; smoke runs every code path | ours (CI budget: on the full training set a 64×64 arm costs about 2.3× the baseline on 2 CPU cores, and a control arm over three seeds did not fit beside 03 and 04 in 30 minutes; the ImageNet stem is where resolution matters most and matches the paper's baseline) |
 # | seeds | 3 seeds (initialization + batch order + augmentation); same seed = same batches in every arm, so differences are paired | ours |
 # | test set | quick: 2,000 balanced test images; full: all 10,000 | ours |
 # | statistics | mean ± std over seeds; 95% intervals = t over seeds ⊕ bootstrap over test images (in quadrature); paired differences on the same seeds and images | ours |
@@ -65,7 +65,7 @@ ARMS = runtime.pick(
         "imagenet": ["baseline", "sbde", "nearest", "bilinear", "zero", "sbde_k3"],
         "cifar": ["baseline", "sbde", "mean"],
     },
-    quick={"imagenet": ["baseline", "sbde", "nearest"]},  # issue #17: the CI budget at a ~65% baseline (table)
+    quick={"imagenet": ["baseline", "sbde"]},  # issue #17: the CI budget at a ~65% baseline (see the table)
     full={"imagenet": list(sbde.ARMS), "cifar": list(sbde.ARMS)},
 )
 device = runtime.resolve_device("auto")
@@ -89,13 +89,16 @@ print("paper:", paper.P3)
 #   inconclusive (underpowered when the interval is wider than the minimum effect).
 # * **`gain-from-symmetry-breaking`** (ImageNet stem): SBDE beats nearest *and* bilinear upsampling to
 #   the same 64×64 size (paired differences over seeds): both confirmed → reproduced; either
-#   contradicted → not reproduced; else inconclusive (*Direction* rules, all of them). Quick trains the
-#   nearest control only (`CONTROLS`, CI budget), so there the rule compares SBDE with nearest upsampling.
+#   contradicted → not reproduced; else inconclusive (*Direction* rules, all of them). The rule compares
+#   SBDE with the controls that were trained (`CONTROLS`); quick trains none (CI budget), so quick does
+#   not decide this claim.
 #
 # *Revised (issue #17), before this run:* quick trains width-16 models on all 50,000 training images (a
-# baseline near 65%; before: width 8 on 2,500 images, 35%) and only the baseline, SBDE and nearest arms (before:
-# also bilinear, zero and K=3), so in quick `gain-from-symmetry-breaking` compares SBDE with nearest
-# upsampling only. The gain rule is unchanged.
+# baseline near 65%; before: width 8 on 2,500 images, 35%) and only the baseline and SBDE arms (before: also
+# nearest, bilinear, zero and K=3), so quick no longer decides `gain-from-symmetry-breaking`. Rules unchanged.
+# This choice followed single-seed calibration runs on the CI's kind of CPU (not published), which measured the
+# time *and* the accuracy of each arm, a nearest arm included: the cut was for time (three seeds of a control
+# cost about 5 minutes), but its accuracy had been seen.
 #
 # *Revised (issue #12), before an earlier run:* intervals now carry test-image sampling as well as seeds
 # (earlier: t-intervals over seeds only); the rules are unchanged.
@@ -108,7 +111,7 @@ print("paper:", paper.P3)
 
 # %%
 PAPER_ERR_REDUCTION = sbde_accuracy.paper_error_reduction()  # from nup_utils/paper.py
-CONTROLS = sbde_accuracy.resolution_controls(ARMS)  # quick: nearest only; full: nearest and bilinear
+CONTROLS = sbde_accuracy.resolution_controls(ARMS)  # full: nearest and bilinear; quick: none
 HALF = 0.5  # ours: half of the paper's relative error reduction is the smallest effect that counts
 RULES = {
     **{
@@ -122,13 +125,14 @@ RULES = {
         )
         for stem in ARMS
     },
-    "gain-from-symmetry-breaking": verdicts.AllOf(
+}
+if CONTROLS:  # the mechanism rule needs a resolution control (none is trained in quick)
+    RULES["gain-from-symmetry-breaking"] = verdicts.AllOf(
         tuple(
             verdicts.Direction(f"sbde_minus_{c}", "+", label=f"SBDE − {c}", scale=100, unit=" pts") for c in CONTROLS
         ),
         name=f"SBDE beats {' and '.join(CONTROLS)} upsampling",
-    ),
-}
+    )
 for name, rule in RULES.items():
     print(f"{name:32s} {rule!r}")
 
@@ -217,8 +221,10 @@ print(results.verdict_lines(claims))
 #   baseline is near 65%, still far below the paper's, and a gain (or its absence) here does not settle the
 #   paper's setting. The full profile (standard width, the common long recipe, every control on both
 #   stems, K=3) is written and smoke-tested but needs a GPU.
-# * **Mechanism.** Quick trains one resolution control (nearest upsampling); bilinear, zero-valued insertion
-#   and K=3 run in full only.
+# * **Mechanism.** Quick trains no resolution control, so a gain in quick is the paper's claim as stated
+#   (SBDE beats the 32×32 baseline at equal epochs), not its explanation: the 64×64 input alone may explain it,
+#   and an SBDE epoch costs about 2.3× a baseline epoch. `gain-from-symmetry-breaking` is decided where the
+#   controls run (full).
 # * **Few seeds** (listed in each claim's protocol) give wide intervals; a "not reproduced" means the
 #   interval's upper end is below the declared minimum effect (a fraction of the paper's relative error
 #   reduction) at this scale, not that SBDE never helps. The intervals carry seeds and the sampling of the
