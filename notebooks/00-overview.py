@@ -45,17 +45,19 @@ from IPython.display import Markdown, display
 from nup_utils import data, paper, paths, report, runtime
 
 # %% tags=["parameters"]
-PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
+PROFILE = "auto"  # smoke | quick | cpu | full | auto (full with CUDA, else quick)
 SEED = 0  # unused here; every notebook starts with the same two parameters
 
 # %% [markdown]
 # ## Verdicts at a glance
 # Per notebook and claim: the headline metric with its 95% interval and the verdict with its reason,
-# for the `quick` profile (CPU, minutes; what CI re-runs) and the `full` profile side by side; then
-# the regime of each run — how its setting differs from the paper's, with that run's numbers.
+# for the `quick` profile (CPU, minutes; what CI re-runs), the `cpu` tier (notebooks 02–04 only: up to two
+# hours on 2 CPU cores, baselines of at least 75%, the CPU verdicts of those notebooks) and the `full` profile
+# (GPU) side by side; then the regime of each run — how its setting differs from the paper's, with that run's
+# numbers.
 
 # %% tags=["results-overview"]
-display(Markdown(report.overview(("quick", "full"))))
+display(Markdown(report.overview(runtime.PUBLISHED)))
 
 # %% [markdown]
 # ## The papers' numbers (one table in code, with labels)

@@ -30,7 +30,7 @@
 #
 # | choice | value | label |
 # |---|---|---|
-# | models | notebook 02's cached ImageNet-stem ResNet-18s (baseline, SBDE K=2 c=0.5; SBDE K=3 outside quick), same recipe and seeds: in quick width 16 on all 50,000 training images | ours (reuse; the ImageNet stem matches the paper's baseline accuracy — recon) |
+# | models | notebook 02's cached ImageNet-stem ResNet-18s (baseline, SBDE K=2 c=0.5; SBDE K=3 in full), same recipe and seeds: in quick width 16 on all 50,000 training images | ours (reuse; the ImageNet stem matches the paper's baseline accuracy — recon) |
 # | projection Π | keep original coordinates, reset auxiliary ones to 0.5 (training value) | paper (mask projection) |
 # | threat model | white-box, untargeted, cross-entropy loss, [0,1] box | ours (paper's attack settings unknown) |
 # | budgets | L∞ ε ∈ {1, 2, 4, 8}/255 on the *expanded* input (**quick: {2, 8}**, CI budget); one L2 budget ε₂ = 0.5 | ours (issue) |
@@ -40,8 +40,8 @@
 # | robust accuracy | an image counts only if the system also classifies it correctly when clean; clean mistakes are not attacked | ours (RobustBench) |
 # | headline | the worst case of PGD-20 and AutoAttack per image at ε = 2/255, every seed | ours, fixed before running (a small budget, where the small quick models keep some robust accuracy under every threat model; every budget is in the table) |
 # | geometry | input gradients on auxiliary vs original coordinates (L1, L2, per-coordinate ratio); 1-D loss profiles along unit-L2 random and gradient directions restricted to each subspace; first-order attribution of the PGD loss increase | ours (tests "sharp boundaries") |
-# | extension | minimal L2 adversarial perturbation (smallest ε on a geometric grid that PGD breaks) vs input dimension d = 3·(32K)², K = 1, 2, 3 (**quick: K = 1, 2**: a K = 3 model at 96×96 costs about 5× a baseline on the full training set, over the CI budget), against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
-# | test images | class-balanced, shuffled subset of notebook 02's test subset (`N_ATTACK` per model: 250 in quick, 2,000 in full) | ours (budget) |
+# | extension | minimal L2 adversarial perturbation (smallest ε on a geometric grid that PGD breaks) vs input dimension d = 3·(32K)², K = 1, 2, 3 (**quick and cpu: K = 1, 2**: a K = 3 model at 96×96 costs about 5× a baseline on the full training set, over the CPU budgets), against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
+# | test images | class-balanced, shuffled subset of notebook 02's test subset (`N_ATTACK` per model: 200 in quick, 500 in cpu, 2,000 in full) | ours (budget) |
 
 # %% tags=["results-glance"]
 from IPython.display import Markdown, display
@@ -57,7 +57,7 @@ import torch
 from nup_utils import data, mask_projection, metrics, paper, plotting, results, runtime, sbde, verdicts
 
 # %% tags=["parameters"]
-PROFILE = "auto"  # smoke | quick | full | auto (full with CUDA, else quick)
+PROFILE = "auto"  # smoke | quick | cpu | full | auto (full with CUDA, else quick)
 SEED = 0  # must equal notebook 02's SEED so its cached models are reused
 STEM = "imagenet"  # ResNet-18 stem of notebook 02's models under attack (every profile): imagenet | cifar
 EPS_LINF = (1, 2, 4, 8)  # L-inf budgets, in units of 1/255
@@ -70,18 +70,21 @@ SANITY_TOL = 0.03  # slack (robust-accuracy fraction) of the asserted sanity che
 # %%
 profile = runtime.resolve_profile(PROFILE)
 recipe = sbde.recipe(profile)
-pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / full values)
+pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / cpu / full values)
 SEEDS = tuple(SEED + s for s in recipe["seeds"])
-STEPS = pick(smoke=(1, 2, 3), quick=(10, 20, 50), full=(10, 20, 50))  # PGD steps
-EPS_GRID = pick(smoke=EPS_LINF[:2], quick=(2, 8), full=EPS_LINF)  # smoke, quick: fewer budgets (CI), same code
+AA_CUT = ("apgd-ce", "apgd-t", "square")  # the CPU cut of AutoAttack (no FAB-T); full: every part
+ARMS_K3 = ("baseline", "sbde", "sbde_k3")  # notebook 02's models under attack; sbde_k3 for the scaling study
+ARMS_K2 = ("baseline", "sbde")  # without the K=3 model: 96x96 on all training images costs about 5x a baseline
+STEPS = pick(smoke=(1, 2, 3), quick=(10, 20, 50), cpu=(10, 20, 50), full=(10, 20, 50))  # PGD steps
+EPS_GRID = pick(smoke=EPS_LINF[:2], quick=(2, 8), cpu=EPS_LINF, full=EPS_LINF)  # smoke, quick: fewer (budget)
 HEAD_STEPS = STEPS[1]
-AA_STEPS = pick(smoke=2, quick=20, full=100)  # AutoAttack iterations (reference 100)
-AA_PARTS = pick(smoke=("apgd-ce", "apgd-t", "square"), quick=("apgd-ce", "apgd-t", "square"), full=None)  # None: all
-AA_TARGETS = pick(smoke=2, quick=3, full=9)  # APGD-T / FAB-T target classes (reference 9)
-AA_QUERIES = pick(smoke=20, quick=300, full=5000)  # Square queries (reference 5000)
-N_ATTACK = pick(smoke=16, quick=250, full=2000)  # images attacked per model (quick: CI budget, issue #17)
-N_MINEPS = pick(smoke=8, quick=100, full=1000)  # images for the minimal-perturbation study
-MINEPS_GRID = np.geomspace(0.02, 4.0, pick(smoke=3, quick=12, full=16)).tolist()  # L2 grid
+AA_STEPS = pick(smoke=2, quick=20, cpu=20, full=100)  # AutoAttack iterations (reference 100)
+AA_PARTS = pick(smoke=AA_CUT, quick=AA_CUT, cpu=AA_CUT, full=None)  # None: all
+AA_TARGETS = pick(smoke=2, quick=3, cpu=3, full=9)  # APGD-T / FAB-T target classes (reference 9)
+AA_QUERIES = pick(smoke=20, quick=300, cpu=1000, full=5000)  # Square queries (reference 5000)
+N_ATTACK = pick(smoke=16, quick=200, cpu=500, full=2000)  # images attacked per model (quick: CI budget, issue #17)
+N_MINEPS = pick(smoke=8, quick=100, cpu=300, full=1000)  # images for the minimal-perturbation study
+MINEPS_GRID = np.geomspace(0.02, 4.0, pick(smoke=3, quick=12, cpu=16, full=16)).tolist()  # L2 grid
 device = runtime.resolve_device("auto")
 gen = runtime.seed_everything(SEED)
 timer = runtime.Timer.started()
@@ -112,9 +115,10 @@ print("paper:", paper.P3)
 # *Revised (issue #17), before this run:* the models are notebook 02's new quick models (width 16, all 50,000
 # training images, baseline near 65%; before: width 8 on 2,500 images), and quick's scaling extension fits K = 1, 2
 # only (two dimensions). To keep the CI within 30 minutes with these models (a first run of this version took
-# 561 s, 518 of them in the attack grid), quick attacks 250 images per model instead of 500, at ε ∈ {2, 8}/255
+# 561 s, 518 of them in the attack grid), quick attacks 200 images per model instead of 500, at ε ∈ {2, 8}/255
 # instead of {1, 2, 4, 8} (the headline budget stays 2/255; full keeps every budget), with 100 images (was
-# 150) in the minimal-perturbation study and 100 (was 200) loss profiles. Rules and margins unchanged.
+# 150) in the minimal-perturbation study and 100 (was 200) loss profiles; a fresh-clone CI with 250 attacked
+# images took 30.2 minutes, so quick attacks 200. Rules and margins unchanged.
 #
 # *Revised (issue #14), before an earlier run:* the headline attack was PGD-20 alone; it is now the worst case of
 # PGD-20 and AutoAttack per image, and clean mistakes are no longer attacked (they count as not robust;
@@ -176,7 +180,7 @@ sel = data.balanced_indices(test_split.y, min(N_ATTACK, len(test_split)), seed=S
 sel = sel[torch.randperm(len(sel), generator=runtime.make_generator(SEED + 8))]  # the subsets are class-ordered
 x_att, y_att = data.to_float(test_split.x[sel], device), test_split.y[sel].to(device)
 print("attacked:", data.describe(test_split.subset(sel)))
-ARMS3 = pick(smoke=("baseline", "sbde", "sbde_k3"), quick=("baseline", "sbde"), full=("baseline", "sbde", "sbde_k3"))
+ARMS3 = pick(smoke=ARMS_K3, quick=ARMS_K2, cpu=ARMS_K2, full=ARMS_K3)  # CPU: no K=3 (budget)
 model, hits = mask_projection.load_models(ARMS3, SEEDS, STEM, recipe, x_train, y_train, DATA_SOURCE, device=device)
 transforms = {a: sbde.arm_transform(a) for a in ARMS3}
 print(f"{len(model)} models, {hits} from the cache (misses were trained here)")
@@ -253,8 +257,8 @@ geo, ratio_seed, share_seed, lines = mask_projection.geometry(
     model, transforms["sbde"], x_att, y_att, SEEDS, eps=HEADLINE_EPS / 255, steps=STEPS[0]
 )
 print(lines)
-ts = np.linspace(0, 2.0, pick(smoke=3, quick=11, full=21))
-n_prof = min(len(x_att), pick(smoke=8, quick=100, full=500))
+ts = np.linspace(0, 2.0, pick(smoke=3, quick=11, cpu=21, full=21))
+n_prof = min(len(x_att), pick(smoke=8, quick=100, cpu=300, full=500))
 profiles = mask_projection.loss_profiles(
     model["sbde", s0], transforms["sbde"], x_att, y_att, n=n_prof, ts=ts, seed=SEED
 )
@@ -265,7 +269,7 @@ print(mask_projection.profile_line(profiles))
 # %% [markdown]
 # ## Extension: minimal adversarial perturbation against input dimension
 # Gao et al. (arXiv 2406.16200) predict robustness shrinking like 1/√d. SBDE multiplies d by K².
-# For the K = 1, 2, 3 models (seed 0, no projection; K = 1, 2 in quick) we find, per correctly classified image, the
+# For the K = 1, 2, 3 models (seed 0, no projection; K = 1, 2 in quick and cpu) we find, per correctly classified image, the
 # smallest L2 ε on a geometric grid at which PGD (L2, steps as in the grid) flips the prediction, and
 # fit log(median ε) against log d; 1/√d is a slope of −0.5. Images never broken are censored at the
 # top of the grid (an under-estimate of their ε). Bootstrap over images for the interval.

@@ -255,6 +255,20 @@ def fastest(
     return {**known[key], "source": f"measured on this machine ({memo.name})"}
 
 
+def resolve_engine(precision, channels_last, *, stem: str, width: int, px: int, device, batch: int = 128) -> dict:
+    """A recipe's ``precision`` ("auto" | "fp32" | "bf16") and ``channels_last`` ("auto" | bool) for one model:
+    each "auto" becomes the fastest measured for (stem, width, px) here (:func:`fastest`); returns
+    ``{"precision", "channels_last", "source"}`` (the values go into the model's cache key and its history)."""
+    if "auto" not in (precision, channels_last):
+        return {"precision": precision, "channels_last": bool(channels_last), "source": "recipe"}
+    top = fastest(stem, width, px, device=device, batch=batch)
+    return {
+        "precision": top["precision"] if precision == "auto" else precision,
+        "channels_last": top["channels_last"] if channels_last == "auto" else bool(channels_last),
+        "source": top["source"],
+    }
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
 

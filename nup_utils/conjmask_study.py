@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import attacks, cache, data, defenses, metrics, models, paper, results, runtime, training
+from .benchmark import resolve_engine
 
 ARMS = ("standard", "conjmask", "logitreg", "both", "gradmask", "random", "pgd-at")
 TEST_DEFENCE = {"conjmask": "topr", "both": "topr", "gradmask": "topr", "random": "random"}
@@ -67,6 +68,8 @@ class Setup:
     unc_samples: int
     unc_radius: float
     sanity_tol: float
+    precision: str = "auto"  # "auto" | "fp32" | "bf16": training arithmetic (resolve_engine)
+    channels_last: bool | str = "auto"  # "auto" | True | False: training memory format
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -141,6 +144,10 @@ class Trainer:
 
     def __init__(self, st: Setup, d: Data, *, device, log=print):
         self.st, self.d, self.device, self.log = st, d, device, log
+        # every arm trains the same architecture on 32x32 inputs: one engine choice, decided before training
+        self.engine = resolve_engine(
+            st.precision, st.channels_last, stem=st.stem, width=st.width, px=32, device=device, batch=st.batch
+        )
         self.base_cfg = dict(
             arch="resnet18",
             stem=st.stem,
@@ -154,6 +161,8 @@ class Trainer:
             lr=st.lr,
             schedule=st.schedule,
             augment=["crop", "flip"],
+            precision=self.engine["precision"],
+            channels_last=self.engine["channels_last"],
         )
 
     def __call__(self, name, seed, *, batch_transform=None, loss_fn=None, extra=None, init=None, epochs=None):
@@ -174,6 +183,8 @@ class Trainer:
                 schedule=st.schedule,
                 batch_transform=batch_transform,
                 loss_fn=loss_fn,
+                precision=self.engine["precision"],
+                channels_last=self.engine["channels_last"],
                 desc=f"{name} s{seed}",
             )
             return {k: h[k] for k in ("train_loss", "train_acc", "epoch_time_s")}

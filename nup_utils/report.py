@@ -41,11 +41,20 @@ def load_all(profile: str, root: Path | None = None) -> dict[str, dict]:
     return out
 
 
+def has_tier(profile: str, name: str) -> bool:
+    """Whether notebook ``name`` runs in ``profile`` (the cpu tier covers only some: runtime.TIERS)."""
+    return profile not in runtime.TIERS or name[:2] in runtime.TIERS[profile]
+
+
+def not_run(profile: str, name: str) -> str:
+    return "not run yet" if has_tier(profile, name) else f"no {profile} tier"
+
+
 def notebook_names() -> list[str]:
     return [p.stem for p in sorted(paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")) if not p.stem.startswith("00-")]
 
 
-def rows(profiles=("quick", "full"), root: Path | None = None) -> list[dict]:
+def rows(profiles=runtime.PUBLISHED, root: Path | None = None) -> list[dict]:
     """One row per (notebook, claim), with each profile's headline number and verdict side by side."""
     per_profile = {p: load_all(p, root) for p in profiles}
     names = sorted(set(notebook_names()) | {n for d in per_profile.values() for n in d})
@@ -65,7 +74,7 @@ def rows(profiles=("quick", "full"), root: Path | None = None) -> list[dict]:
                     "notebook": name,
                     "claim": "—",
                     "paper": "—",
-                    **{f"{p}": "not run yet" for p in profiles},
+                    **{f"{p}": not_run(p, name) for p in profiles},
                     **{f"{p}_verdict": "—" for p in profiles},
                 }
             )
@@ -80,7 +89,7 @@ def rows(profiles=("quick", "full"), root: Path | None = None) -> list[dict]:
             for p in profiles:
                 c = claims_by.get((p, cid))
                 if c is None:
-                    row[p], row[f"{p}_verdict"], row[f"{p}_regime"] = "not run yet", "—", ""
+                    row[p], row[f"{p}_verdict"], row[f"{p}_regime"] = not_run(p, name), "—", ""
                 else:
                     h = c["headline"]
                     row[p] = f"{h} = {fmt_metric(c['metrics'][h])}"
@@ -97,7 +106,7 @@ def verdict_text(c: dict) -> str:
     return f"**{c['verdict']}**{flag}" + (f": {reason}" if reason else "")
 
 
-def markdown(profiles=("quick", "full"), root: Path | None = None) -> str:
+def markdown(profiles=runtime.PUBLISHED, root: Path | None = None) -> str:
     """The summary table: per profile, the headline number and the verdict with its reason; then the
     regime (how the setting differs from the paper's) of the largest profile that ran."""
     head = (
@@ -117,7 +126,7 @@ def markdown(profiles=("quick", "full"), root: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def overview(profiles=("quick", "full"), root: Path | None = None, link_prefix: str = "") -> str:
+def overview(profiles=runtime.PUBLISHED, root: Path | None = None, link_prefix: str = "") -> str:
     """The landing page's body: per notebook, a link and one row per claim with its statement, and
     for each profile the headline number and the verdict with its reason; then each claim's regime.
     ``link_prefix`` is the path from the page to notebooks/ ('' from inside notebooks/)."""
@@ -140,7 +149,7 @@ def overview(profiles=("quick", "full"), root: Path | None = None, link_prefix: 
             for p in profiles:
                 c = cs[p]
                 cells.append(
-                    "not run yet"
+                    not_run(p, name)
                     if c is None
                     else f"{c['headline']} = {fmt_metric(c['metrics'][c['headline']])}<br>{verdict_text(c)}"
                 )
@@ -158,13 +167,15 @@ def overview(profiles=("quick", "full"), root: Path | None = None, link_prefix: 
     return "\n".join(out)
 
 
-def glance(name: str, profiles=("quick", "full"), root: Path | None = None) -> str:
+def glance(name: str, profiles=runtime.PUBLISHED, root: Path | None = None) -> str:
     """'Verdicts at a glance' for the top of a notebook: the LAST PUBLISHED run's verdicts with their
     reasons, read from the committed results files (not this run's: those are at the end)."""
     root = root or paths.REPO_ROOT / "results"
     parts = ["### Verdicts at a glance (last published runs, read from `results/`)\n"]
     for p in profiles:
         path = root / p / f"{name}.json"
+        if not has_tier(p, name):
+            continue
         if not path.is_file():
             parts.append(f"*{p}: not run yet.*")
             continue
@@ -195,7 +206,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--readme", action="store_true", help="rewrite the README's results block")
     ap.add_argument("--check", action="store_true", help="exit 1 if the README's block is out of date")
-    ap.add_argument("--profiles", default="quick,full")
+    ap.add_argument("--profiles", default=",".join(runtime.PUBLISHED))
     args = ap.parse_args(argv)
     if args.check:
         text = (paths.REPO_ROOT / "README.md").read_text()

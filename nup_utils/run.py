@@ -59,8 +59,8 @@ TIMEOUT_FACTOR, TIMEOUT_FLOOR_S = 6, 1200  # ours: a generous multiple of the me
 
 def cell_timeout(name: str, profile: str, root: Path | None = None) -> int | None:
     """Per-cell limit in seconds: TIMEOUT_FACTOR x the notebook's last measured wall time (from its
-    committed results file), at least TIMEOUT_FLOOR_S. Smoke: the floor. Full (GPU, long): none."""
-    if profile == "full":
+    committed results file), at least TIMEOUT_FLOOR_S. Smoke: the floor. Full (GPU) and cpu (hours): none."""
+    if profile in ("full", "cpu"):
         return None
     from . import results
 
@@ -176,7 +176,7 @@ def refresh_results_cells(nb, name: str):
         tags = c.get("metadata", {}).get("tags", [])
         if c.cell_type != "code" or not any(t in RESULTS_CELL_TAGS for t in tags):
             continue
-        md = report.overview(("quick", "full")) if "results-overview" in tags else report.glance(name)
+        md = report.overview() if "results-overview" in tags else report.glance(name)
         data = {"text/markdown": md, "text/plain": "<IPython.core.display.Markdown object>"}
         c.outputs = [nbformat.v4.new_output("display_data", data=data)]
     return nb
@@ -266,7 +266,15 @@ def main(argv=None) -> int:
         return 0
     try:
         profile = runtime.resolve_profile(args.profile)
-        notebooks = discover(args.only, Path(args.dir) if args.dir else None)
+        notebooks = discover(
+            args.only or ",".join(runtime.TIERS.get(profile, ())) or None, Path(args.dir) if args.dir else None
+        )
+        outside = [p.name for p in notebooks if not report.has_tier(profile, p.stem)]
+        if outside:
+            raise ValueError(
+                f"--only: {', '.join(outside)} has no {profile} tier; the {profile} tier covers notebooks "
+                f"{', '.join(runtime.TIERS[profile])}"
+            )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -300,6 +308,9 @@ def main(argv=None) -> int:
     if profile == "smoke" and not os.environ.get("NUP_FIGURES_DIR"):
         # smoke figures are throw-away: keep them out of figures/, which holds the published run's
         os.environ["NUP_FIGURES_DIR"] = str(Path(args.out) / profile / "figures")
+    if profile == "cpu" and not os.environ.get("NUP_FIGURES_DIR"):
+        # the cpu tier's figures sit beside quick's (figures/ holds the quick run the notebooks show)
+        os.environ["NUP_FIGURES_DIR"] = str(paths.REPO_ROOT / "figures" / "cpu")
     statuses = []
     for src in notebooks:
         out = Path(args.out) / profile / src.name
@@ -315,7 +326,7 @@ def main(argv=None) -> int:
                 ok, err = False, str(exc)
                 print(f"   NOT PUBLISHED: {err}", flush=True)
         statuses.append({"name": src.stem, "ok": ok, "seconds": secs, "error": err})
-    if not args.no_readme and profile in ("quick", "full") and paths.results_root() == paths.REPO_ROOT / "results":
+    if not args.no_readme and profile in runtime.PUBLISHED and paths.results_root() == paths.REPO_ROOT / "results":
         try:
             report.update_readme()
         except (OSError, ValueError) as exc:

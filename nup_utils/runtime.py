@@ -15,14 +15,20 @@ import torch
 from . import __version__
 from .paths import REPO_ROOT
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "cpu", "full")
 PROFILE_CHOICES = PROFILES + ("auto",)
+PUBLISHED = ("quick", "cpu", "full")  # profiles whose results are committed under results/<profile>/
+# notebooks with a tier in a profile that not every notebook has (issue #17): the cpu tier (<= 2 hours on 2 cores)
+# carries the vision notebooks' CPU verdicts at >= 75% baselines; the other notebooks' CPU verdicts are quick's
+TIERS = {"cpu": ("02", "03", "04")}
+_NOT_GIVEN = object()
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_profile(profile: str) -> str:
     """'auto' -> ``$NUP_PROFILE`` when set (the test harness pins 'quick'), else 'full' when CUDA is
-    available and 'quick' otherwise. Anything unknown is an error."""
+    available and 'quick' otherwise ('cpu', the longer CPU tier, is only ever asked for by name).
+    Anything unknown is an error."""
     if not isinstance(profile, str) or profile not in PROFILE_CHOICES:
         raise ValueError(f"PROFILE={profile!r} is not a profile; allowed values: {', '.join(PROFILE_CHOICES)}")
     if profile == "auto":
@@ -35,10 +41,16 @@ def resolve_profile(profile: str) -> str:
     return profile
 
 
-def pick(profile: str, *, smoke, quick, full):
-    """Choose a value by (resolved) profile; the notebooks' derived-values cell uses this."""
+def pick(profile: str, *, smoke, quick, full, cpu=_NOT_GIVEN):
+    """Choose a value by (resolved) profile; the notebooks' derived-values cell uses this. ``cpu`` is given
+    only by the notebooks that have a cpu tier (:data:`TIERS`); asking another for it is an error."""
     resolved = resolve_profile(profile)
-    return {"smoke": smoke, "quick": quick, "full": full}[resolved]
+    if resolved == "cpu" and cpu is _NOT_GIVEN:
+        raise ValueError(
+            "PROFILE='cpu': this notebook has no cpu tier (the cpu tier covers notebooks "
+            f"{', '.join(TIERS['cpu'])}); use quick or full"
+        )
+    return {"smoke": smoke, "quick": quick, "cpu": cpu, "full": full}[resolved]
 
 
 def resolve_device(device: str = "auto") -> torch.device:

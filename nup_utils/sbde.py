@@ -201,6 +201,26 @@ RECIPES: dict[str, dict] = {
         seeds=(0, 1, 2),
         data_seed=0,
     ),
+    # cpu (issue #17): the longer CPU tier that carries the CPU verdicts (sized for <= 2 hours on 2 cores for
+    # 02-04): quick's recipe for 20 epochs without label smoothing, every test image. Calibrated on this kind of
+    # CPU with single models (seed 0, 2,000 test images): 20 epochs 76.6% in 153 s; 12 epochs 73.3% (72.5% with
+    # label smoothing 0.2)
+    "cpu": dict(
+        width=16,
+        train_size=None,
+        test_size=None,
+        epochs=20,
+        batch_size=256,
+        lr=0.2,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        augment=("crop", "flip"),
+        label_smoothing=0.0,
+        precision="auto",
+        channels_last="auto",
+        seeds=(0, 1, 2),
+        data_seed=0,
+    ),
     # full: standard ResNet-18 on the whole training set with the common 200-epoch cosine recipe
     "full": dict(
         width=64,
@@ -229,17 +249,16 @@ def recipe(profile: str) -> dict:
 
 def engine(arm: str, stem: str, rec: dict, *, device) -> dict:
     """The recipe's precision and memory format for one arm's model on ``device``: "auto" resolves to the
-    fastest measured for (stem, width, input size) on this machine (:func:`benchmark.fastest`)."""
-    prec, cl = rec.get("precision", "fp32"), rec.get("channels_last", False)
-    if "auto" not in (prec, cl):
-        return {"precision": prec, "channels_last": bool(cl), "source": "recipe"}
-    px = 32 * arm_transform(arm).K
-    top = benchmark.fastest(stem, rec["width"], px, device=device, batch=rec["batch_size"])
-    return {
-        "precision": top["precision"] if prec == "auto" else prec,
-        "channels_last": top["channels_last"] if cl == "auto" else bool(cl),
-        "source": top["source"],
-    }
+    fastest measured for (stem, width, input size) on this machine (:func:`benchmark.resolve_engine`)."""
+    return benchmark.resolve_engine(
+        rec.get("precision", "fp32"),
+        rec.get("channels_last", False),
+        stem=stem,
+        width=rec["width"],
+        px=32 * arm_transform(arm).K,
+        device=device,
+        batch=rec["batch_size"],
+    )
 
 
 def arm_config(arm: str, stem: str, seed: int, rec: dict, data_source: str, *, eng: dict | None = None) -> dict:

@@ -187,3 +187,28 @@ def test_reference_attacks_follow_the_defence_kind():
     assert rnd["autoattack"].version == "rand" and rnd["autoattack"].eot == 20 and rnd["square"].n_queries == 300
     full = cs.reference_attacks(_setup(aa_parts=None, aa_targets=9), 8 / 255, "none", None, 0, square=False)
     assert full["autoattack"].parts == ("apgd-ce", "apgd-t", "fab-t", "square")  # the reference composition
+
+
+def test_trainer_resolves_the_engine_once_and_keys_the_cache(monkeypatch, tmp_path):
+    """'auto' precision/memory format is decided once, before training, from benchmark.fastest (one model on
+    32x32 inputs) and goes into every arm's cache key; fixed values skip the measurement."""
+    from nup_utils import benchmark
+
+    monkeypatch.setenv("NUP_CACHE_DIR", str(tmp_path))
+    x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 10
+    d = cs.Data(x, y, x, y, x, y, x, y, *(torch.arange(8),) * 4, source="synthetic", lines="")
+    calls = []
+
+    def fake(stem, width, px, **kw):
+        calls.append((stem, width, px))
+        return {"precision": "bf16", "channels_last": True, "source": "test record", "images_per_s": 1.0}
+
+    monkeypatch.setattr(benchmark, "fastest", fake)
+    tr = cs.Trainer(_setup(), d, device="cpu", log=lambda *_: None)
+    assert calls == [("imagenet", 8, 32)] and tr.engine["source"] == "test record"
+    assert (tr.base_cfg["precision"], tr.base_cfg["channels_last"]) == ("bf16", True)
+    fixed = cs.Trainer(_setup(precision="fp32", channels_last=False, width=2, epochs=1, batch=2), d, device="cpu",
+                       log=lambda *_: None)  # fmt: skip
+    assert len(calls) == 1 and fixed.engine == {"precision": "fp32", "channels_last": False, "source": "recipe"}
+    model = fixed("standard", 0)  # trains (1 epoch, 4 steps) with the fixed engine and caches it
+    assert not model.training and list((tmp_path / "models").glob("04-standard-*.pt"))

@@ -17,7 +17,7 @@ def test_resolve_profile(monkeypatch):
     assert runtime.resolve_profile("auto") == expected
     for p in runtime.PROFILES:
         assert runtime.resolve_profile(p) == p
-    with pytest.raises(ValueError, match="allowed values: smoke, quick, full, auto"):
+    with pytest.raises(ValueError, match="allowed values: smoke, quick, cpu, full, auto"):
         runtime.resolve_profile("medium")
     monkeypatch.setenv("NUP_PROFILE", "smoke")
     assert runtime.resolve_profile("auto") == "smoke" and runtime.resolve_profile("quick") == "quick"
@@ -28,6 +28,10 @@ def test_resolve_profile(monkeypatch):
 
 def test_pick_seed_and_device():
     assert runtime.pick("smoke", smoke=1, quick=2, full=3) == 1
+    assert runtime.pick("cpu", smoke=1, quick=2, full=3, cpu=4) == 4
+    assert runtime.pick("cpu", smoke=1, quick=2, full=3, cpu=None) is None  # None is a value, not "absent"
+    with pytest.raises(ValueError, match="no cpu tier"):
+        runtime.pick("cpu", smoke=1, quick=2, full=3)  # a notebook without a cpu tier
     with pytest.raises(ValueError):
         runtime.seed_everything(None)
     g1, g2 = runtime.seed_everything(5), runtime.make_generator(5)

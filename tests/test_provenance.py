@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
-from nup_utils import paths, results
+from nup_utils import paths, results, runtime
 
 # published profiles only (results/smoke/ is throw-away and git-ignored)
 RESULT_FILES = sorted(
-    p for prof in ("quick", "full") for p in (paths.REPO_ROOT / "results" / prof).glob("[0-9][0-9]-*.json")
+    p for prof in runtime.PUBLISHED for p in (paths.REPO_ROOT / "results" / prof).glob("[0-9][0-9]-*.json")
 )
 NOTEBOOKS = [p for p in sorted(paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")) if not p.stem.startswith("00-")]
 

@@ -109,3 +109,30 @@ def test_results_cells_are_rendered_from_committed_results(tmp_path):
     path = tmp_path / "02-sbde-accuracy.ipynb"
     nbformat.write(nb, str(path))
     assert run.refresh_notebooks(tmp_path) == []  # already fresh: nothing rewritten
+
+
+def test_cpu_tier_runs_only_its_notebooks(tmp_path, capsys, monkeypatch):
+    """--profile cpu runs the notebooks of runtime.TIERS['cpu'] (02-04), refuses another one by name, has no
+    per-cell limit (hours), and keeps its figures beside quick's (figures/cpu), never over them."""
+    from nup_utils import paths, report, runtime
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("01-a", "02-b", "03-c", "04-d", "05-e"):
+        _nb(nbs / f"{name}.ipynb", "import os\nassert PROFILE == 'cpu'\nprint(os.environ['NUP_FIGURES_DIR'])")
+    assert run.main(["--profile", "cpu", "--only", "01", "--dir", str(nbs), "--no-readme"]) == 2
+    assert "01-a.ipynb has no cpu tier" in capsys.readouterr().err
+    monkeypatch.delenv("NUP_FIGURES_DIR", raising=False)
+    code = run.main(["--profile", "cpu", "--dir", str(nbs), "--out", str(tmp_path / "build"), "--no-readme"])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 notebook(s)" in out and "3 passed, 0 failed" in out
+    assert sorted(p.name for p in (tmp_path / "build" / "cpu").glob("*.ipynb")) == [
+        "02-b.ipynb",
+        "03-c.ipynb",
+        "04-d.ipynb",
+    ]
+    assert str(paths.REPO_ROOT / "figures" / "cpu") in (tmp_path / "build" / "cpu" / "02-b.ipynb").read_text()
+    assert run.cell_timeout("02-sbde-accuracy", "cpu") is None and run.cell_timeout("02-sbde-accuracy", "quick")
+    assert report.has_tier("cpu", "02-sbde-accuracy") and not report.has_tier("cpu", "05-llm-probe")
+    assert report.not_run("cpu", "05-llm-probe") == "no cpu tier" and report.not_run("full", "05-x") == "not run yet"
+    assert set(runtime.TIERS["cpu"]) <= {p.name[:2] for p in paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")}
