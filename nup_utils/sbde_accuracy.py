@@ -174,7 +174,7 @@ def claims(runs: Runs, summary: dict, rules: dict, *, profile: str, rec: dict, s
 
 def resolution_controls(arms: dict) -> list[str]:
     """The ImageNet-stem resolution controls (nearest, bilinear upsampling to 64x64) among ``arms``; the
-    mechanism rule compares SBDE with each of them (quick trains nearest only: CI budget)."""
+    mechanism rule compares SBDE with each of them (quick trains none, the cpu tier nearest only: budgets)."""
     return [c for c in ("nearest", "bilinear") if c in arms.get("imagenet", ())]
 
 

@@ -24,7 +24,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """ "auto" -> "bf16" (autocast) on CUDA, "fp32" on a CPU (bf16 on a CPU is faster only for some models and
-    CPUs: ``python -m nup_utils.benchmark`` measures it; ask for "bf16" explicitly). Else the value itself."""
+    CPUs: ``python -m nup_utils.benchmark`` measures it; ask for "bf16" explicitly). Else the value itself.
+    The notebooks' recipes resolve their "auto" by measurement before training (``benchmark.resolve_engine``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; allowed values: {', '.join(PRECISIONS)}")
     if precision == "auto":
