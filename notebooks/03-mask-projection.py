@@ -331,10 +331,12 @@ print(
 # %% tags=["nbval-check-output"]
 # Invariants, then one stable line per claim.
 assert threats.linf_c_equals_d()
-for k, v in sanity.items() if profile != "smoke" else ():  # smoke models are near-constant: checks need trained ones
+for k, v in (
+    sanity.items() if runtime.trained(profile) else ()
+):  # smoke models are near-constant: checks need trained ones
     bad = [w for w, ok in v if not ok and (k != "gradient_free" or w.startswith("baseline"))]
     assert not bad, f"sanity check {k} failed for {bad}"
-for s in SEEDS if profile != "smoke" else ():  # an attack does not raise accuracy above clean (trained models)
+for s in SEEDS if runtime.trained(profile) else ():  # an attack does not raise accuracy above clean (trained models)
     assert threats.racc("sbde", s, "a", "pgd", "linf", HEADLINE_EPS / 255, HEAD_STEPS).sum() <= clean["sbde", s].sum()
 assert torch.equal(
     transforms["sbde"].project(transforms["sbde"](x_att)), transforms["sbde"](x_att)

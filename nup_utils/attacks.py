@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dryrun
 from .runtime import eval_mode, make_generator
 
 NORMS = ("linf", "l2")
@@ -198,22 +199,27 @@ class PGD(_Attack):
         mask = self._mask_for(x)
         best = x.clone()
         best_score = torch.full((len(x),), -float("inf"), device=x.device)
+        key = dict(batch=len(x), image=tuple(x.shape[1:]), eot=self.eot, model=type(model).__name__)
+
+        def keep_best(x_t, loss, wrong):
+            nonlocal best_score
+            score = loss + 1e6 * (wrong > 0.5).float()
+            better = score > best_score
+            best[better] = x_t[better]
+            best_score = torch.where(better, score, best_score)
+
         with eval_mode(model):
-            for _ in range(self.restarts):
+            # a dry run (dryrun.active()) runs one restart of two steps and times them
+            for _ in dryrun.loop(self.restarts, "pgd restart", steps=1):
                 delta = self._project(x, self._init_delta(x, self._gen), mask)
-                for t in range(self.steps + 1):  # score every iterate, the last one included
+                for _ in dryrun.loop(self.steps, "pgd step", **key):  # score every iterate, then step
                     x_t = (x + delta).detach()
-                    if t < self.steps:
-                        g, loss, wrong = self._grad(model, x_t, y, self.eot)
-                    else:
-                        with torch.no_grad():
-                            loss, wrong = self._score(model, x_t, y)
-                    score = loss + 1e6 * (wrong > 0.5).float()
-                    better = score > best_score
-                    best[better] = x_t[better]
-                    best_score = torch.where(better, score, best_score)
-                    if t < self.steps:
-                        delta = self._project(x, delta + self.step * self._step_dir(g), mask)
+                    g, loss, wrong = self._grad(model, x_t, y, self.eot)
+                    keep_best(x_t, loss, wrong)
+                    delta = self._project(x, delta + self.step * self._step_dir(g), mask)
+                x_t = (x + delta).detach()  # the last iterate
+                with torch.no_grad():
+                    keep_best(x_t, *self._score(model, x_t, y))
         return best.detach()
 
     def _score(self, model, x_adv, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,14 +247,18 @@ def robust_correct(
     the attack's own ``transform`` (an unaware attacker) — that gap is what adaptive attacks close.
     """
     device = next(model.parameters()).device
+    batch_size = dryrun.batch_cap(batch_size)  # a dry run may cut batches (NUP_DRY_MAX_BATCH)
     out = []
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+    for b in dryrun.loop(math.ceil(len(x) / batch_size), "attack batch", steps=1, attack=type(attack).__name__):
+        xb, yb = (
+            x[b * batch_size : (b + 1) * batch_size].to(device),
+            y[b * batch_size : (b + 1) * batch_size].to(device),
+        )
         xa = attack(model, xb, yb)
         with torch.no_grad(), eval_mode(model):
             inp = eval_transform(xa) if eval_transform is not None else xa
             out.append((model(inp).argmax(1) == yb).cpu())
-    return torch.cat(out)
+    return dryrun.pad(torch.cat(out), len(x))
 
 
 # ----------------------------------------------------------------------------- reference attacks (torchattacks)
@@ -265,6 +275,7 @@ class _Through(nn.Module):
         return self.model(self.transform(x))
 
 
+DRY_STEPS, DRY_QUERIES = 2, 10  # a dry run's AutoAttack / Square (torchattacks' loops cannot be cut from outside)
 PARTS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"), "rand": ("apgd-ce", "apgd-dlr")}
 
 
@@ -334,34 +345,55 @@ class AutoAttack:
             f"transform={'yes' if self.transform is not None else 'no'}, library='torchattacks')"
         )
 
-    def components(self, net: nn.Module) -> list:
-        """The torchattacks attacks, in the reference order, built for ``net``."""
+    def components(
+        self, net: nn.Module, *, steps: int | None = None, n_queries: int | None = None, n_targets: int | None = None
+    ) -> list:
+        """The torchattacks attacks, in the reference order, built for ``net`` (``steps``, ``n_queries``,
+        ``n_targets``: override this attack's, for a dry run only)."""
         import torchattacks as ta
 
+        steps, n_queries, n_targets = steps or self.steps, n_queries or self.n_queries, n_targets or self.n_targets
         kw = dict(norm="Linf" if self.norm == "linf" else "L2", eps=self.eps, seed=self.seed)
         eot = self.eot if self.version == "rand" else 1
         out = []
         for p in self.parts:
             if p in ("apgd-ce", "apgd-dlr"):
-                out.append(ta.APGD(net, steps=self.steps, loss=p[5:], eot_iter=eot, **kw))
+                out.append(ta.APGD(net, steps=steps, loss=p[5:], eot_iter=eot, **kw))
             elif p == "apgd-t":
-                out.append(ta.APGDT(net, steps=self.steps, n_classes=self.n_classes, **kw))
+                out.append(ta.APGDT(net, steps=steps, n_classes=self.n_classes, **kw))
             elif p == "fab-t":
-                out.append(ta.FAB(net, steps=self.steps, multi_targeted=True, n_classes=self.n_classes, **kw))
+                out.append(ta.FAB(net, steps=steps, multi_targeted=True, n_classes=self.n_classes, **kw))
             else:
-                out.append(ta.Square(net, n_queries=self.n_queries, **kw))
+                out.append(ta.Square(net, n_queries=n_queries, **kw))
             if p in ("apgd-t", "fab-t"):
-                out[-1].n_target_classes = self.n_targets  # the library's attribute (default n_classes - 1)
+                out[-1].n_target_classes = n_targets  # the library's attribute (default n_classes - 1)
         return out
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         import torchattacks as ta
 
         net = model if self.transform is None else _Through(model, self.transform)
+        # a dry run: DRY_STEPS iterations, one target class and DRY_QUERIES queries, timed; the time is scaled by
+        # the ratio of gradient-step equivalents, planned / run (a query ~ 1/3 of a gradient step); an upper
+        # bound, since in a dry run every part runs on every image, none broken by the part before
+        dry = dryrun.active()
+        steps = min(self.steps, DRY_STEPS) if dry else self.steps
+        queries = min(self.n_queries, DRY_QUERIES) if dry else self.n_queries
+        targets = 1 if dry else self.n_targets
+
+        def work(s, t, q):  # gradient-step equivalents of one image's attack
+            per_part = {"apgd-ce": s * (self.eot if self.version == "rand" else 1), "apgd-dlr": s * self.eot}
+            per_part |= {"apgd-t": s * t, "fab-t": s * t, "square": q / 3}
+            return sum(per_part[p] for p in self.parts)
+
+        scale = work(self.steps, self.n_targets, self.n_queries) / work(steps, targets, queries)
+        key = dict(batch=len(x), image=tuple(x.shape[1:]), parts=self.parts, steps=self.steps)
         with eval_mode(model):
-            comps = self.components(net)
-            atk = comps[0] if len(comps) == 1 else ta.MultiAttack(comps)
-            return atk(x, y).detach()
+            for _ in dryrun.loop(1, "autoattack", scale=scale, **key):
+                comps = self.components(net, steps=steps, n_queries=queries, n_targets=targets)
+                atk = comps[0] if len(comps) == 1 else ta.MultiAttack(comps)
+                out = atk(x, y).detach()
+        return out
 
 
 class Square:
@@ -386,9 +418,13 @@ class Square:
         import torchattacks as ta
 
         net = model if self.transform is None else _Through(model, self.transform)
+        queries = min(self.n_queries, DRY_QUERIES) if dryrun.active() else self.n_queries  # see AutoAttack
+        key = dict(batch=len(x), image=tuple(x.shape[1:]), n_queries=self.n_queries)
         with eval_mode(model):
             norm = "Linf" if self.norm == "linf" else "L2"
-            return ta.Square(net, norm=norm, eps=self.eps, n_queries=self.n_queries, seed=self.seed)(x, y).detach()
+            for _ in dryrun.loop(1, "square", scale=self.n_queries / queries, **key):
+                out = ta.Square(net, norm=norm, eps=self.eps, n_queries=queries, seed=self.seed)(x, y).detach()
+        return out
 
 
 def throughput(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor) -> dict:

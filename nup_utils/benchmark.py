@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import models, paths, runtime
+from . import dryrun, models, paths, runtime
 
 PRECISIONS = ("fp32", "bf16")
 WORKLOADS = ("train", "attack")
@@ -210,6 +210,7 @@ def fastest(
     "images_per_s"}``, for ``training.train``'s ``precision=``/``channels_last=`` (issue #17's "auto").
 
     * CUDA: bf16 autocast + channels_last (tensor cores), not measured.
+    * A dry run (:mod:`dryrun`) on a CPU: fp32 + channels_last, not measured.
     * CPU: the train rows of a committed benchmark record of this CPU model and thread count
       (:func:`committed_records`), when it has this (stem, width, px); else measured now (each precision ×
       memory format, ``repeats`` blocks of ``seconds``; bf16 only where it is native, emulated bf16 is
@@ -218,6 +219,8 @@ def fastest(
     device = torch.device(device)
     if device.type == "cuda":
         return {"precision": "bf16", "channels_last": True, "source": "cuda default", "images_per_s": None}
+    if dryrun.active():  # a dry run checks code paths: no minutes spent measuring engines nobody will train
+        return {"precision": "fp32", "channels_last": True, "source": "dry run (not measured)", "images_per_s": None}
     key = f"{stem}-w{width}-{px}px"
     for rec in committed_records() if records is None else records:
         if _matches_this_machine(rec, device):

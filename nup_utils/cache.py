@@ -4,7 +4,9 @@ A model is keyed by a hash of its full configuration (architecture, data subset,
 hyper-parameters, ...), the library version and the source code of the modules that define models,
 data, training and the papers' methods (:data:`CODE_MODULES`), so editing training code never
 silently reuses a model trained by the old code. Stored under ``<cache>/models`` and loaded with
-``weights_only=True``. A file that fails to load or whose stored config differs is rebuilt.
+``weights_only=True``. A file that fails to load or whose stored config differs is rebuilt. A dry run
+(:mod:`dryrun`) keeps its few-step models apart, in ``<cache>/models-dry``, one per configuration without
+the seed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__, paths
+from . import __version__, dryrun, paths
 
 # modules whose code decides what a cached model is (reporting, verdicts and plotting do not)
 CODE_MODULES = (
@@ -86,7 +88,12 @@ def cached_model(
     ``build()`` makes an untrained model; on a miss it is moved to ``device`` and ``fit(model)``
     trains it and returns its history (tensors, numbers, lists, dicts), which is stored alongside.
     """
-    path = model_path(name, config)
+    dry = dryrun.active()
+    if dry:  # a dry run trains a few steps per distinct model: seeds share one, and its planned work is replayed
+        config = {k: v for k, v in config.items() if k != "seed"}
+        path = paths.cache_dir() / "models-dry" / f"dry-{config_hash(config)}.pt"
+    else:
+        path = model_path(name, config)
     model = build().to(device)
     if path.exists() and not refresh:
         try:
@@ -95,11 +102,16 @@ def cached_model(
                 raise ValueError("stored config differs from the requested one")
             model.load_state_dict(blob["state_dict"])
             model.eval()
+            if dry:
+                dryrun.replay(blob.get("history", {}).get("dry_ledger", []))
             return model, blob.get("history", {}), True
         except Exception as exc:  # corrupt, truncated or foreign: never trust it
             warnings.warn(f"model cache {path.name} unusable ({type(exc).__name__}: {exc}); retraining", stacklevel=2)
             path.unlink(missing_ok=True)
-    history = fit(model)
+    with dryrun.recording() as rec:
+        history = fit(model)
+    if dry:
+        history["dry_ledger"] = rec.records
     model.eval()
     buf = io.BytesIO()
     torch.save(

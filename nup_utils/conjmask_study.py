@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import attacks, cache, data, defenses, metrics, models, paper, results, runtime, training
+from . import attacks, cache, data, defenses, dryrun, metrics, models, paper, results, runtime, training
 from .benchmark import resolve_engine
 
 ARMS = ("standard", "conjmask", "logitreg", "both", "gradmask", "random", "pgd-at")
@@ -334,8 +334,15 @@ def attack_arms(st: Setup, d: Data, nets: dict, r_test: float) -> dict:
                 if key not in transfer_adv:
                     sur, k = nets[s][SURROGATE[arm]], st.pgd_steps[0]
                     atk = attacks.PGD(eps=eps, step=2.5 * eps / k, steps=k, seed=st.seed + s)
-                    transfer_adv[key] = torch.cat(
-                        [atk(sur, x_at[i : i + 256], y_at[i : i + 256]) for i in range(0, st.n_atk, 256)]
+                    bs = dryrun.batch_cap(256)  # a dry run crafts the first batch, padded
+                    transfer_adv[key] = dryrun.pad(
+                        torch.cat(
+                            [
+                                atk(sur, x_at[b * bs : (b + 1) * bs], y_at[b * bs : (b + 1) * bs])
+                                for b in dryrun.loop(math.ceil(st.n_atk / bs), "transfer craft batch", steps=1)
+                            ]
+                        ),
+                        st.n_atk,
                     )
                 r["transfer"] = defenses.transfer_correct(model, transfer_adv[key], y_at, eval_transform=dfn, only=ok)
                 out[e_int] = r

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import attacks, uncertainty
+from . import attacks, dryrun, uncertainty
 from .data import CIFAR10_MEAN
 from .runtime import eval_mode, make_generator, progress_disabled
 
@@ -291,12 +291,14 @@ def transfer_correct(
     """Black-box transfer: bool (N,) correctness of the deployed system on adversarials crafted elsewhere."""
     device = next(model.parameters()).device
     out = []
+    batch_size = dryrun.batch_cap(batch_size)  # a dry run: the first batch, padded (see dryrun)
     with torch.no_grad(), eval_mode(model):
-        for i in range(0, len(x_adv), batch_size):
+        for b in dryrun.loop(math.ceil(len(x_adv) / batch_size), "transfer batch", steps=1):
+            i = b * batch_size
             xb = x_adv[i : i + batch_size].to(device)
             inp = eval_transform(xb) if eval_transform is not None else xb
             out.append((model(inp).argmax(1) == y[i : i + batch_size].to(device)).cpu())
-    res = torch.cat(out)
+    res = dryrun.pad(torch.cat(out), len(x_adv))
     return res & only.cpu() if only is not None else res
 
 
@@ -306,7 +308,9 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
     'cos' cosine of x and g, 'grad_rms' the gradient spread sqrt(mean g^2), 'xg_sum' sum_k x_k g_k.
     g = d CE(true label) / d x, one backward (the single-backward probe)."""
     out = {k: [] for k in ("corr", "cos", "grad_rms", "xg_sum")}
-    for i in range(0, len(x), batch_size):
+    batch_size = dryrun.batch_cap(batch_size)
+    for b in dryrun.loop(math.ceil(len(x) / batch_size), "probe batch", steps=1):
+        i = b * batch_size
         xb = x[i : i + batch_size]
         g, _ = input_gradient(model, xb, y[i : i + batch_size].to(xb.device))
         xf, gf = xb.flatten(1).double(), g.flatten(1).double()  # (n, D)
@@ -315,7 +319,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
         out["cos"].append(F.cosine_similarity(xf, gf, dim=1, eps=1e-30))
         out["grad_rms"].append(gf.pow(2).mean(1).sqrt())
         out["xg_sum"].append((xf * gf).sum(1))
-    return {k: torch.cat(v).float().cpu() for k, v in out.items()}
+    return {k: dryrun.pad(torch.cat(v).float().cpu(), len(x)) for k, v in out.items()}
 
 
 def local_uncertainty(
@@ -337,7 +341,7 @@ def local_uncertainty(
     est = uncertainty.UncertaintyEstimator(n_samples=n_samples, batch_size=n_samples, groups=groups, states=(state,))
     shape = tuple(x.shape[1:])
     out = {k: [] for k in ("dx", "dp", "product", "ess")}
-    for i in range(len(x)):
+    for i in dryrun.loop(len(x), "local uncertainty image", n_samples=n_samples):
         xi = x[i].detach().double().cpu().flatten()
         box = uncertainty.Box((xi - radius).clamp(0, 1), (xi + radius).clamp(0, 1))
         gen = make_generator(seed * 1_000_003 + i)
@@ -345,7 +349,7 @@ def local_uncertainty(
         for k in ("dx", "dp", "product"):
             out[k].append(float(e[k].mean()))
         out["ess"].append(e.ess)
-    return {k: torch.tensor(v) for k, v in out.items()}
+    return {k: dryrun.pad(torch.tensor(v), len(x)) for k, v in out.items()}
 
 
 def spearman(a, b) -> tuple[float, float]:

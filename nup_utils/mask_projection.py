@@ -10,13 +10,14 @@ images (:func:`metrics.seed_image_ci`), paired where two arms share seeds and im
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import attacks, data, metrics, paper, plotting, results, runtime, sbde, training
+from . import attacks, data, dryrun, metrics, paper, plotting, results, runtime, sbde, training
 
 THREAT_SETS = {("baseline", "a"): ("a",), **{("sbde", t): (t,) for t in sbde.THREATS}, ("sbde", "aware"): ("c", "d")}
 RATIO_KEYS = ("slope", "slope_plus_half", "grad_ratio_per_coord", "grad_ratio_minus_1")  # printed unscaled
@@ -214,9 +215,12 @@ def robust_figure(tr: ThreatRuns, s0, *, eps_grid, steps0: int, aa_steps: int, p
 
 # ---------------------------------------------------------------- sharp-boundary geometry
 def _batched(fn, x, y, batch_size: int) -> dict:
-    """fn(x_batch, y_batch) -> {key: (B,) tensor}, over x in batches (bounded autograd memory), concatenated."""
-    parts = [fn(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    """fn(x_batch, y_batch) -> {key: (B,) tensor}, over x in batches (bounded autograd memory), concatenated.
+    A dry run (:mod:`dryrun`) runs the first batch, padded to len(x)."""
+    bs = dryrun.batch_cap(batch_size)
+    n = math.ceil(len(x) / bs)
+    parts = [fn(x[b * bs : (b + 1) * bs], y[b * bs : (b + 1) * bs]) for b in dryrun.loop(n, "geometry batch", steps=1)]
+    return {k: dryrun.pad(torch.cat([p[k] for p in parts]), len(x)) for k in parts[0]}
 
 
 def geometry(

@@ -21,7 +21,7 @@ import json
 import math
 from pathlib import Path
 
-from . import paths, runtime, verdicts
+from . import dryrun, paths, runtime, verdicts
 from .verdicts import VERDICTS
 
 Z95 = 1.959963984540054
@@ -172,8 +172,9 @@ def write_results(
             )
         for name, m in c["metrics"].items():
             _check_metric(c["id"], name, m)
-        if profile == "smoke" and c["verdict"] != "inconclusive":
-            raise ValueError(f"claim {c['id']!r}: a smoke run states no verdict; pass profile= to results.claim")
+        if (profile == "smoke" or dryrun.active()) and c["verdict"] != "inconclusive":
+            kind = "a dry run" if dryrun.active() else "a smoke run"
+            raise ValueError(f"claim {c['id']!r}: {kind} states no verdict; pass profile= to results.claim")
         if profile != "smoke" and c.get("rule") is None and not c.get("reason"):
             raise ValueError(f"claim {c['id']!r}: a verdict needs a declared rule (verdicts.Rule) or a reason")
     marked = [mark_borderline(c, tol) for c in claims]
@@ -199,6 +200,10 @@ def write_results(
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "extra": extra or {},
     }
+    if dryrun.active():  # cut loops, padded outputs: never beside a real run's results
+        doc["dry_run"] = True
+        if paths.results_root() == paths.REPO_ROOT / "results":
+            raise ValueError("a dry run writes no results under results/: set NUP_RESULTS_DIR (the runner does)")
     return paths.atomic_write_json(paths.results_dir(profile) / f"{notebook}.json", doc)
 
 

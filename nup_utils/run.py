@@ -11,6 +11,13 @@ for the quick profile on a CPU machine (where PROFILE='auto' resolves to the sam
 executed notebooks back into ``notebooks/`` without papermill's injected cell, so the committed
 notebooks carry the outputs of the same run as ``results/quick`` and ``figures/``.
 
+``--dry-run`` (issue #17) executes a profile's notebooks with every long loop cut to its first steps
+(:mod:`dryrun`): every code path at the profile's real sizes, in minutes, with outputs under
+``build/dry-<profile>/``; it prints the profile's estimated time on this device from the throughput it
+measured, and the FLOPs it counted. A real ``full`` run first makes that estimate (one dry run, kept in
+``build/dry-full/estimate.json`` for the same commit, device and notebooks) and refuses to start above
+``--budget-min`` minutes.
+
 Notebooks run one at a time (never two heavy ones at once on a 2-core machine); each kernel gets
 ``NUP_THREADS`` (torch threads, default: the cores this process may use) and ``NUP_GIT_COMMIT``
 (the commit checked once at the start, so outputs written by earlier notebooks do not make later
@@ -26,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths, report, runtime
+from . import dryrun, paths, report, runtime
 
 
 def discover(only: str | None = None, root: Path | None = None) -> list[Path]:
@@ -234,6 +241,104 @@ def summary(statuses: list[dict], profile: str) -> str:
     return "\n".join(lines)
 
 
+FULL_BUDGET_MIN = 60.0  # issue #17: all of full on one GPU (an H100 in the issue) in an hour
+# FLOP rate used only to translate a dry run's counted FLOPs into a time on a device that was not measured:
+# ours, an assumption (about a quarter of an H100's 989 dense bf16 TFLOP/s), printed beside the measured estimate
+ASSUMED_RATE = ("H100 at an assumed sustained 250 TFLOP/s (ours, not measured)", 250e12)
+
+
+def dry_lines(stem: str, records: list[dict], wall_s: float) -> tuple[dict, list[str]]:
+    """One notebook's estimate from its dry run (:func:`dryrun.estimate`) and lines saying where its time goes."""
+    est = dryrun.estimate(records, wall_s, flops_per_s=ASSUMED_RATE[1])
+    lines = [
+        f"   estimate {stem}: {est['total_s'] / 60:.1f} min here ({est['loops']} cut loops "
+        f"{est['loops_s'] / 60:.1f} min + {est['outside_loops_s'] / 60:.1f} min outside them, which ran in full); "
+        f"{est['flops'] / 1e15:.2f} PFLOP counted -> {est['at_rate_s'] / 60:.1f} min on an {ASSUMED_RATE[0]}"
+    ]
+    for what, secs, flops in dryrun.by_what(records)[:4]:
+        lines.append(f"      {what:18s} {secs / 60:8.1f} min here  {flops / 1e15:8.3f} PFLOP")
+    return est, lines
+
+
+def dry_run(
+    notebooks: list[Path], profile: str, out_root: Path, *, max_batch: int | None = None
+) -> tuple[list[dict], dict]:
+    """Execute ``notebooks`` as a dry run of ``profile`` (see :mod:`dryrun`); returns (statuses, estimate).
+    ``max_batch``: cut every batch to this size too (a CPU check of code paths; the estimate scales up)."""
+    base = out_root / f"dry-{profile}"
+    os.environ["NUP_DRY_RUN"] = "1"
+    if max_batch:
+        os.environ["NUP_DRY_MAX_BATCH"] = str(max_batch)
+    os.environ["NUP_RESULTS_DIR"] = str(base / "results")
+    os.environ["NUP_FIGURES_DIR"] = str(base / "figures")
+    statuses, per_nb = [], {}
+    try:
+        for src in notebooks:
+            ledger = base / f"ledger-{src.stem}.jsonl"
+            ledger.unlink(missing_ok=True)
+            os.environ["NUP_DRY_LEDGER"] = str(ledger)
+            print(f"-> {src.name} (dry run of {profile}) ...", flush=True)
+            ok, secs, err = execute(src, base / src.name, profile, timeout=None)
+            print(f"   {'ok' if ok else 'FAILED'} in {secs:.0f}s{'' if ok else ': ' + err}", flush=True)
+            records = dryrun.read(ledger)
+            if ok and not records:
+                ok, err = False, "the dry run cut no loop (no ledger lines): nothing was estimated"
+                print(f"   FAILED: {err}", flush=True)
+            est, lines = dry_lines(src.stem, records, secs)
+            print("\n".join(lines), flush=True)
+            per_nb[src.stem] = {**est, "dry_run_s": secs, "ok": ok, "by_what": dryrun.by_what(records)}
+            statuses.append({"name": src.stem, "ok": ok, "seconds": secs, "error": err})
+    finally:
+        for var in ("NUP_DRY_RUN", "NUP_DRY_LEDGER", "NUP_DRY_MAX_BATCH", "NUP_RESULTS_DIR", "NUP_FIGURES_DIR"):
+            os.environ.pop(var, None)
+    total = sum(v["total_s"] for v in per_nb.values())
+    estimate = {
+        "profile": profile,
+        "commit": runtime.git_commit(),
+        "device": runtime.device_name(runtime.resolve_device("auto")),
+        "notebooks": per_nb,
+        "total_min": total / 60,
+        "total_min_at_assumed_rate": sum(v["at_rate_s"] for v in per_nb.values()) / 60,
+        "assumed_rate": {"label": ASSUMED_RATE[0], "flops_per_s": ASSUMED_RATE[1]},
+        "complete": all(v["ok"] for v in per_nb.values()),
+        "max_batch": max_batch,  # None: the real batch sizes (the estimate to trust on a GPU)
+    }
+    paths.atomic_write_json(base / "estimate.json", estimate)
+    print(
+        f"\nestimated {profile} time on {estimate['device']}: {estimate['total_min']:.1f} min "
+        f"({len(per_nb)} notebook(s); from this dry run's measured throughput); "
+        f"{estimate['total_min_at_assumed_rate']:.1f} min on an {ASSUMED_RATE[0]}; written to {base / 'estimate.json'}",
+        flush=True,
+    )
+    return statuses, estimate
+
+
+def budget_check(notebooks: list[Path], out_root: Path, budget_min: float) -> tuple[bool, str]:
+    """Before a real full run: the estimate for these notebooks on this device (a dry run, or the one kept
+    from an earlier call with the same commit, device and notebooks), compared with ``budget_min``."""
+    import json
+
+    path = out_root / "dry-full" / "estimate.json"
+    device = runtime.device_name(runtime.resolve_device("auto"))
+    names = sorted(p.stem for p in notebooks)
+    est = json.loads(path.read_text()) if path.is_file() else None
+    if not (
+        est
+        and est.get("complete")
+        and est.get("commit") == runtime.git_commit()
+        and est.get("device") == device
+        and sorted(est["notebooks"]) == names
+        and not est.get("max_batch")
+    ):
+        statuses, est = dry_run(notebooks, "full", out_root)
+        if not est["complete"]:
+            return False, "the dry run failed, so there is no estimate: " + "; ".join(
+                f"{s['name']}: {s['error']}" for s in statuses if not s["ok"]
+            )
+    msg = f"estimated full time {est['total_min']:.1f} min on {device}; budget {budget_min:g} min"
+    return est["total_min"] <= budget_min, msg
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="auto", help=f"one of {', '.join(runtime.PROFILE_CHOICES)}")
@@ -252,6 +357,25 @@ def main(argv=None) -> int:
         action="store_true",
         help="outputs to be committed: needs a clean work tree; quick on a CPU machine also writes "
         "the executed notebooks back into notebooks/",
+    )
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="every loop cut to its first steps (nup_utils.dryrun): the profile's code paths at its real sizes, "
+        "outputs under build/dry-<profile>/, and the profile's estimated time on this device",
+    )
+    ap.add_argument(
+        "--dry-max-batch",
+        type=int,
+        default=None,
+        help="with --dry-run: cut every batch to this size too (code paths in seconds on a CPU; the estimate is "
+        "scaled up and coarser)",
+    )
+    ap.add_argument(
+        "--budget-min",
+        type=float,
+        default=FULL_BUDGET_MIN,
+        help=f"a full run refuses to start when its estimated time here exceeds this (default {FULL_BUDGET_MIN:g})",
     )
     ap.add_argument("--no-readme", action="store_true", help="do not refresh README's results table")
     ap.add_argument(
@@ -279,6 +403,17 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     commit = runtime.git_commit()
+    if args.dry_run:
+        if args.publish or profile == "smoke":
+            print("error: --dry-run: a dry run is never published, and smoke has nothing to cut", file=sys.stderr)
+            return 2
+        os.environ["NUP_HEADLESS"] = "1"
+        os.environ["NUP_GIT_COMMIT"] = commit
+        statuses, _ = dry_run(notebooks, profile, Path(args.out), max_batch=args.dry_max_batch)
+        failed = [s["name"] for s in statuses if not s["ok"]]
+        tail = f": {', '.join(failed)}" if failed else ""
+        print(f"\n{len(statuses) - len(failed)} passed, {len(failed)} failed{tail}")
+        return 1 if failed else 0
     if args.publish:
         if profile == "smoke":
             print(
@@ -311,6 +446,15 @@ def main(argv=None) -> int:
     if profile == "cpu" and not os.environ.get("NUP_FIGURES_DIR"):
         # the cpu tier's figures sit beside quick's (figures/ holds the quick run the notebooks show)
         os.environ["NUP_FIGURES_DIR"] = str(paths.REPO_ROOT / "figures" / "cpu")
+    if profile == "full":  # issue #17: estimated first, refused above the budget; auto falls back to quick
+        fits, msg = budget_check(notebooks, Path(args.out), args.budget_min)
+        print(msg, flush=True)
+        if not fits and args.profile == "auto":
+            print(f"auto: {msg}, over the budget, so quick runs instead (--profile full --budget-min N to insist)")
+            profile = "quick"
+        elif not fits:
+            print(f"error: {msg}: not started (raise --budget-min to run anyway)", file=sys.stderr)
+            return 2
     statuses = []
     for src in notebooks:
         out = Path(args.out) / profile / src.name

@@ -28,7 +28,8 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 def resolve_profile(profile: str) -> str:
     """'auto' -> ``$NUP_PROFILE`` when set (the test harness pins 'quick'), else 'full' when CUDA is
     available and 'quick' otherwise ('cpu', the longer CPU tier, is only ever asked for by name).
-    Anything unknown is an error."""
+    The batch runner (``python -m nup_utils.run``) runs 'auto' as full only when full's estimated time on
+    that GPU is within its budget (``--budget-min``), else as quick. Anything unknown is an error."""
     if not isinstance(profile, str) or profile not in PROFILE_CHOICES:
         raise ValueError(f"PROFILE={profile!r} is not a profile; allowed values: {', '.join(PROFILE_CHOICES)}")
     if profile == "auto":
@@ -51,6 +52,14 @@ def pick(profile: str, *, smoke, quick, full, cpu=_NOT_GIVEN):
             f"{', '.join(TIERS['cpu'])}); use quick or full"
         )
     return {"smoke": smoke, "quick": quick, "cpu": cpu, "full": full}[resolved]
+
+
+def trained(profile: str) -> bool:
+    """True when this run's models were trained for real: not smoke (seconds) and not a dry run (loops cut,
+    :mod:`dryrun`). The invariants that need trained models (e.g. above-chance accuracy) apply only then."""
+    from . import dryrun
+
+    return resolve_profile(profile) != "smoke" and not dryrun.active()
 
 
 def resolve_device(device: str = "auto") -> torch.device:

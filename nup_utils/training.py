@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import dryrun
 from .runtime import eval_mode, make_generator, progress_disabled
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -152,15 +153,27 @@ def train(
     hist |= {"precision": prec, "channels_last": bool(channels_last)}
     if x_val is not None:
         hist["val_acc"] = []
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress or progress_disabled(), leave=False)
+    # a dry run (dryrun.active()) trains the first epoch's first steps only and times them
+    epoch_iter = dryrun.outer(range(1, epochs + 1))
+    bar = tqdm(epoch_iter, total=epochs, desc=desc, disable=not progress or progress_disabled(), leave=False)
+    cost_key = dict(
+        model=type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+        batch=batch_size,
+        image=tuple(x.shape[1:]),
+        transform=repr(input_transform) if input_transform is not None else None,
+        precision=prec,
+        channels_last=bool(channels_last),
+    )
+    run_batch = dryrun.batch_cap(batch_size)  # batch_size, except in a dry run with NUP_DRY_MAX_BATCH
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
         perm = torch.randperm(len(x), generator=gen).to(device)
         tot_loss = torch.zeros((), device=device)
         tot_correct = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size : (i + 1) * batch_size]
+        for i in dryrun.loop(steps_per_epoch, "train step", scale=batch_size / run_batch, **cost_key):
+            idx = perm[i * batch_size : i * batch_size + run_batch]
             xb, yb = x[idx], y[idx]
             if augment_ops:
                 xb = augment(xb, augment_ops, gen, pad)
@@ -188,6 +201,12 @@ def train(
         if epoch in checkpoint_epochs:
             hist["checkpoints"][epoch] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         bar.set_postfix(loss=f"{hist['train_loss'][-1]:.3f}", acc=f"{hist['train_acc'][-1]:.3f}")
+    if dryrun.active():  # the epochs a dry run skipped have their history and checkpoints (repeated)
+        for k in ("train_loss", "train_acc", "lr", "epoch_time_s", "val_acc"):
+            if hist.get(k):
+                hist[k] += hist[k][-1:] * (epochs - len(hist[k]))
+        for epoch in checkpoint_epochs:
+            hist["checkpoints"].setdefault(epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     model.eval()
     return hist
 
@@ -205,15 +224,19 @@ def predict(
     the image and of its horizontal mirror, mirrored *before* ``input_transform`` (mirroring an expanded
     input would move original pixels onto the inserted lattice)."""
     device = model_device(model)
+    if dryrun.active():  # a dry run times a few small batches (eval batch size is not a protocol choice)
+        batch_size = dryrun.batch_cap(min(batch_size, dryrun.EVAL_BATCH))
     out = []
+    n_batches = math.ceil(len(x) / batch_size)
+    key = dict(model=type(model).__name__, batch=batch_size, image=tuple(x.shape[1:]), flip_tta=flip_tta)
     with eval_mode(model):
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size].to(device)
+        for b in dryrun.loop(n_batches, "predict batch", **key, transform=repr(input_transform)):
+            xb = x[b * batch_size : (b + 1) * batch_size].to(device)
             views = (xb, xb.flip(3)) if flip_tta else (xb,)
             if input_transform is not None:
                 views = tuple(input_transform(v) for v in views)
             out.append(torch.stack([model(v).float() for v in views]).mean(0))
-    return torch.cat(out)
+    return dryrun.pad(torch.cat(out), len(x))
 
 
 def evaluate(

@@ -29,6 +29,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from . import dryrun
+
 VERDICTS = ("reproduced", "partially_reproduced", "not_reproduced", "inconclusive")
 R, P, NR, I = VERDICTS  # noqa: E741
 ALPHA = 0.05
@@ -310,7 +312,11 @@ def from_spec(spec: dict) -> Rule:
 
 
 def smoke_guard(decision: Decision, profile: str) -> Decision:
-    """A smoke run exercises code paths only: never a verdict."""
+    """A smoke run, or a dry run of any profile (:mod:`dryrun`), exercises code paths only: never a verdict."""
+    if dryrun.active():
+        return Decision(
+            I, f"dry run: loops cut to their first steps, no verdict (the rule would say {decision.verdict})"[:200]
+        )
     if profile != "smoke":
         return decision
     return Decision(I, f"smoke run: code path only, no verdict (the rule would say {decision.verdict})")

@@ -110,3 +110,30 @@ def test_notebook_quick(nb_path, nb_outputs, notebook_times):
     assert committed is not None, f"results/quick/{nb_path.stem}.json is not committed"
     problems = results.compare(fresh, committed)
     assert not problems, f"{nb_path.name} did not reproduce its committed results:\n" + "\n".join(problems)
+
+
+DRY_RUN = ("02", "03", "04")  # issue #17: the full profile's vision notebooks, dry-run on a CPU in CI
+DRY_MAX_BATCH = 8  # every batch cut to this: code paths in about a minute per notebook on 2 cores
+
+
+@pytest.mark.notebooks
+def test_full_profile_dry_run(tmp_path, notebook_times):
+    """The full profile's code paths (real architectures, widths, input sizes, attack settings; every loop cut
+    to its first steps, batches to DRY_MAX_BATCH) run on this CPU, so a shape, dtype or device bug in full cannot
+    wait for a GPU; the runner prints the full profile's estimated time from what it measured and counted."""
+    env = dict(os.environ, NUP_PROGRESS="0", NUP_HEADLESS="1")
+    cmd = [sys.executable, "-m", "nup_utils.run", "--profile", "full", "--only", ",".join(DRY_RUN), "--dry-run"]
+    cmd += ["--dry-max-batch", str(DRY_MAX_BATCH), "--out", str(tmp_path), "--no-readme"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=paths.REPO_ROOT, capture_output=True, text=True)
+    notebook_times["full dry run " + ",".join(DRY_RUN)] = time.perf_counter() - t0
+    assert proc.returncode == 0, f"full dry run failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+    est = json.loads((tmp_path / "dry-full" / "estimate.json").read_text())
+    assert est["complete"] and sorted(est["notebooks"]) == sorted(p.stem for p in NOTEBOOKS if p.stem[:2] in DRY_RUN)
+    for name, nb in est["notebooks"].items():
+        whats = {w for w, _, _ in nb["by_what"]}
+        assert "train step" in whats, f"{name}: the dry run trained nothing"
+        assert nb["flops"] > 0 and nb["total_s"] > 0
+    for line in proc.stdout.splitlines():  # the estimate, into the CI log
+        if "estimate" in line:
+            print(line)

@@ -1,0 +1,253 @@
+"""Dry runs (issue #17): a profile's code paths at its real sizes, every long loop cut to its first steps.
+
+``python -m nup_utils.run --profile full --dry-run`` executes notebooks with the full profile's parameters
+(architectures, widths, input sizes, training batch sizes, attack settings) on whatever device is here,
+with ``NUP_DRY_RUN=1``. Library loops written as ``for i in dryrun.loop(n, "what", **key)`` then run only
+their first :data:`STEPS` iterations; each cut loop appends one line to the ledger (``NUP_DRY_LEDGER``, JSON
+lines): what it is, iterations planned and run, seconds per iteration measured here (the first iteration,
+which pays for allocation and kernel selection, is left out when there is a second) and FLOPs per iteration
+(torch's FLOP formulas, on the first one). :func:`estimate` turns a ledger into the profile's time on
+this device: each loop's planned iterations × its measured seconds per iteration, plus the time the dry run
+spent outside cut loops (that code ran in full).
+
+Loops inside loops multiply: an outer loop cut to one pass (:func:`outer`, e.g. epochs) or a cut
+:func:`loop` scales the planned count of every loop inside it, and an outer loop's own time excludes the time
+of the loops it contains. Outputs that a cut loop would have produced are padded by repetition
+(:func:`pad`), so shapes downstream are the real ones while the numbers mean nothing; results of a dry run
+are written under build/ and every verdict is forced to ``inconclusive`` (``verdicts.smoke_guard``).
+
+Outside a dry run every function here is a no-op wrapper: ``loop(n)`` is ``range(n)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+STEPS = 2  # iterations a cut loop runs: the first pays for warm-up, the second is timed
+EVAL_BATCH = 64  # predict()'s batch in a dry run: a few small batches time inference without a minute per model
+_STACK: list[dict] = []  # enclosing loops of the current one: {"n": planned, "inner_s": time in nested loops}
+
+
+def active() -> bool:
+    """True in a dry run (``NUP_DRY_RUN=1``, set by the runner's ``--dry-run``)."""
+    return os.environ.get("NUP_DRY_RUN", "0") == "1"
+
+
+def batch_cap(batch: int) -> int:
+    """The batch a dry run actually runs: ``batch``, or at most ``NUP_DRY_MAX_BATCH`` when that is set (a CPU
+    dry run in CI checks code paths in seconds; its time per image is then scaled up, see :func:`loop`)."""
+    raw = os.environ.get("NUP_DRY_MAX_BATCH", "").strip()
+    if not active() or not raw:
+        return batch
+    if not raw.isdigit() or int(raw) < 2:
+        raise ValueError(f"NUP_DRY_MAX_BATCH={raw!r}; expected an integer >= 2 (batch norm needs two samples)")
+    return min(batch, int(raw))
+
+
+def ledger_path() -> Path | None:
+    value = os.environ.get("NUP_DRY_LEDGER", "").strip()
+    return Path(value) if value else None
+
+
+def _sync() -> None:
+    # time device work, not its launch: CUDA runs asynchronously (only when CUDA is already in use)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _multiplier() -> int:
+    return math.prod(f["n"] for f in _STACK)
+
+
+def _write(record: dict) -> None:
+    path = ledger_path()
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:  # one short line per cut loop; appends from one kernel process
+        fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+
+def replay(records: list[dict]) -> None:
+    """Append ``records`` (from an earlier cut loop, e.g. a model the dry run's cache reused for another
+    seed) to the ledger again, scaled by the loops enclosing the call: the work is planned again."""
+    if not active():
+        return
+    mult = _multiplier()
+    for r in records:
+        _write({**r, "planned_total": r["planned_total"] * mult, "replayed": True, "measured_s": 0.0})
+
+
+class _Recorder:
+    """Collects the records written while it is open (the dry run's cache keeps them with a model)."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def __enter__(self):
+        _RECORDERS.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _RECORDERS.remove(self)
+        return False
+
+
+_RECORDERS: list[_Recorder] = []
+
+
+def recording() -> _Recorder:
+    """``with dryrun.recording() as rec: ...``: ``rec.records`` are the ledger lines written inside."""
+    return _Recorder()
+
+
+class _FlopCount(TorchDispatchMode):
+    """FLOPs of the aten ops run inside (torch's FLOP formulas: convolutions, matmuls, attention; a multiply-add
+    counts 2). torch's ``FlopCounterMode`` also tracks modules with backward hooks, which breaks
+    ``torch.autograd.grad`` on a leaf (every input-gradient attack); this counts without them."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += int(formula(*args, **kwargs, out_val=out))
+        return out
+
+
+def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, **key) -> Iterator[int]:
+    """``range(n)``; in a dry run only its first ``steps`` indices, timed, and a ledger line.
+
+    ``what``: a short label ("train step"); ``key``: what the cost depends on (model, input size, batch);
+    ``scale``: real work per iteration / work run (a batch cut by :func:`batch_cap`), applied to the measured
+    time and the counted FLOPs."""
+    n = int(n)
+    if not active() or n <= 0:
+        yield from range(n)
+        return
+    run = min(n, max(1, int(steps)))
+    frame = {"n": n / run, "inner_s": 0.0, "inner_flops": 0}  # inner loops' planned counts scale by n/run
+    times, inner, flops = [], [], None
+    _STACK.append(frame)
+    start = time.perf_counter()
+    try:
+        for i in range(run):
+            _sync()
+            t0, inner0 = time.perf_counter(), frame["inner_s"]
+            if i == 0:
+                with _FlopCount() as fc:
+                    yield i
+                    _sync()
+                # nested counters both see an op: leave out what the loops inside counted themselves
+                flops = max(0, fc.total - frame["inner_flops"])
+            else:
+                yield i
+                _sync()
+            times.append(time.perf_counter() - t0)
+            inner.append(frame["inner_s"] - inner0)
+    finally:
+        _STACK.pop()
+        measured = time.perf_counter() - start
+        if _STACK:
+            _STACK[-1]["inner_s"] += measured
+            counted = (flops or 0) * len(times) + frame["inner_flops"]  # what the enclosing loop's counter saw
+            _STACK[-1]["inner_flops"] = _STACK[-1].get("inner_flops", 0) + counted
+        if times:
+            own = [t - c for t, c in zip(times, inner, strict=True)]
+            per_iter = max(0.0, own[-1] if len(own) > 1 else own[0])
+            record = {
+                "what": what,
+                "key": key,
+                "planned": n,
+                "run": len(times),
+                "planned_total": n * _multiplier(),
+                "s_per_iter": per_iter * scale,
+                "flops_per_iter": None if flops is None else int(flops * scale),
+                "scale": scale,
+                "measured_s": measured - sum(inner),
+            }
+            _write(record)
+            for rec in _RECORDERS:
+                rec.records.append(record)
+
+
+def outer(items: Iterable) -> Iterator:
+    """An outer loop (e.g. epochs) that a dry run cuts to its first item; loops inside it count ``len(items)``
+    times. Outside a dry run: the items."""
+    items = list(items)
+    if not active() or len(items) <= 1:
+        yield from items
+        return
+    frame = {"n": len(items), "inner_s": 0.0}
+    _STACK.append(frame)
+    start = time.perf_counter()
+    try:
+        yield items[0]
+    finally:
+        _STACK.pop()
+        if _STACK:
+            _STACK[-1]["inner_s"] += time.perf_counter() - start
+
+
+def pad(t: torch.Tensor, n: int) -> torch.Tensor:
+    """A cut loop's output (m, ...) padded to its real length n by repeating it (dry runs only; elsewhere
+    the length must already be n)."""
+    if len(t) == n:
+        return t
+    if not active() or len(t) == 0 or len(t) > n:
+        raise ValueError(f"pad: got {len(t)} rows, expected {n}" + ("" if active() else " (not a dry run)"))
+    reps = math.ceil(n / len(t))
+    return t.repeat(reps, *([1] * (t.dim() - 1)))[:n]
+
+
+# ---------------------------------------------------------------- reading a ledger
+def read(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def estimate(records: list[dict], wall_s: float, *, flops_per_s: float | None = None) -> dict:
+    """The full run's time from a dry run's ledger and wall time: Σ planned × measured s/iteration over the
+    cut loops, plus the dry run's time outside them (which ran in full). With ``flops_per_s`` also the
+    time at that sustained rate from the counted FLOPs (an assumption, for a device not measured)."""
+    loops_s = sum(r["planned_total"] * r["s_per_iter"] for r in records)
+    measured = sum(r.get("measured_s", 0.0) for r in records)
+    rest = max(0.0, wall_s - measured)
+    flops = sum(r["planned_total"] * (r["flops_per_iter"] or 0) for r in records)
+    out = {
+        "loops": len(records),
+        "loops_s": loops_s,
+        "outside_loops_s": rest,
+        "total_s": loops_s + rest,
+        "flops": flops,
+        "uncounted_loops": sum(1 for r in records if not r["flops_per_iter"]),
+    }
+    if flops_per_s:
+        out["at_rate_s"] = flops / flops_per_s + rest
+        out["rate_flops_per_s"] = flops_per_s
+    return out
+
+
+def by_what(records: list[dict]) -> list[tuple[str, float, float]]:
+    """(label, estimated s, FLOPs) per ``what``, largest first: where the time goes."""
+    agg: dict[str, list[float]] = {}
+    for r in records:
+        a = agg.setdefault(r["what"], [0.0, 0.0])
+        a[0] += r["planned_total"] * r["s_per_iter"]
+        a[1] += r["planned_total"] * (r["flops_per_iter"] or 0)
+    return sorted(((k, v[0], v[1]) for k, v in agg.items()), key=lambda t: -t[1])

@@ -1,0 +1,201 @@
+"""Dry runs (issue #17): loops cut to their first steps, a ledger of planned work, and the estimate from it."""
+
+import json
+
+import nbformat
+import pytest
+import torch
+from torch import nn
+
+from nup_utils import cache, dryrun, results, run, training, verdicts
+
+
+@pytest.fixture
+def dry(tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("NUP_DRY_RUN", "1")
+    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
+    return ledger
+
+
+def test_outside_a_dry_run_nothing_is_cut(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUP_DRY_RUN", raising=False)
+    assert list(dryrun.loop(5, "x")) == [0, 1, 2, 3, 4]
+    assert list(dryrun.outer(range(1, 4))) == [1, 2, 3]
+    t = torch.arange(6)
+    assert dryrun.pad(t, 6) is t
+    with pytest.raises(ValueError, match="expected 7"):
+        dryrun.pad(t, 7)  # a short output outside a dry run is a bug, never padded
+
+
+def test_loops_are_cut_and_nested_counts_multiply(dry):
+    assert list(dryrun.loop(10, "flat", k=1)) == [0, 1]
+    for _ in dryrun.outer(range(5)):  # e.g. epochs: one pass, five planned
+        assert list(dryrun.loop(4, "inner")) == [0, 1]
+    for _ in dryrun.loop(3, "batches", steps=1):  # one of three batches runs
+        list(dryrun.loop(6, "pgd step"))
+    recs = {r["what"]: r for r in dryrun.read(dry)}
+    assert recs["flat"]["planned"] == 10 and recs["flat"]["run"] == 2 and recs["flat"]["key"] == {"k": 1}
+    assert recs["inner"]["planned_total"] == 20
+    assert recs["pgd step"]["planned_total"] == 18 and recs["batches"]["planned_total"] == 3
+    assert list(dryrun.loop(0, "empty")) == []
+    assert dryrun.pad(torch.arange(3), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_flops_are_counted_and_time_is_extrapolated(dry):
+    lin = nn.Linear(8, 4)
+    x = torch.randn(16, 8)
+    for _ in dryrun.loop(100, "forward"):
+        lin(x)
+    (r,) = dryrun.read(dry)
+    assert r["flops_per_iter"] == 2 * 16 * 8 * 4
+    est = dryrun.estimate([r], wall_s=r["measured_s"] + 1.0, flops_per_s=1e9)
+    assert est["loops_s"] == pytest.approx(100 * r["s_per_iter"])
+    assert est["outside_loops_s"] == pytest.approx(1.0)
+    assert est["flops"] == 100 * 2 * 16 * 8 * 4
+    assert est["at_rate_s"] == pytest.approx(est["flops"] / 1e9 + 1.0)
+
+
+def test_flops_are_counted_through_autograd_grad(dry):
+    """Input gradients (every attack) use torch.autograd.grad on a leaf, which torch's FlopCounterMode breaks."""
+    lin = nn.Linear(8, 4)
+    x = torch.randn(16, 8, requires_grad=True)
+    for _ in dryrun.loop(3, "grad"):
+        (g,) = torch.autograd.grad(lin(x).sum(), x)
+    (r,) = dryrun.read(dry)
+    assert g.shape == x.shape and r["flops_per_iter"] >= 2 * (2 * 16 * 8 * 4)  # forward + input gradient
+
+
+def test_nested_flops_are_not_counted_twice(dry):
+    lin = nn.Linear(8, 4)
+    x = torch.randn(2, 8)
+    for _ in dryrun.loop(3, "outer", steps=1):
+        lin(x)
+        for _ in dryrun.loop(5, "inner"):
+            lin(x)
+    recs = {r["what"]: r for r in dryrun.read(dry)}
+    assert recs["inner"]["flops_per_iter"] == 2 * 2 * 8 * 4
+    assert recs["outer"]["flops_per_iter"] == 2 * 2 * 8 * 4  # its own forward only
+
+
+def test_batch_cap_scales_the_measured_work(dry, monkeypatch):
+    monkeypatch.setenv("NUP_DRY_MAX_BATCH", "4")
+    x, y = torch.rand(40, 3, 8, 8), torch.randint(0, 10, (40,))
+    seen = []
+
+    def loss(logits, t):
+        seen.append(len(t))
+        return nn.functional.cross_entropy(logits, t)
+
+    training.train(_tiny(), x, y, epochs=2, batch_size=20, lr=0.1, seed=0, loss_fn=loss, progress=False)
+    (r,) = [r for r in dryrun.read(dry) if r["what"] == "train step"]
+    assert seen == [4, 4] and r["scale"] == 5 and r["key"]["batch"] == 20 and r["planned_total"] == 4
+    monkeypatch.setenv("NUP_DRY_MAX_BATCH", "1")
+    with pytest.raises(ValueError, match="NUP_DRY_MAX_BATCH"):
+        dryrun.batch_cap(8)
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+
+def test_training_and_prediction_in_a_dry_run(dry):
+    x, y = torch.rand(80, 3, 8, 8), torch.randint(0, 10, (80,))
+    calls = []
+
+    def loss(logits, t):
+        calls.append(1)
+        return nn.functional.cross_entropy(logits, t)
+
+    hist = training.train(
+        _tiny(), x, y, epochs=3, batch_size=8, lr=0.1, seed=0, loss_fn=loss, checkpoint_epochs=(1, 3), progress=False
+    )
+    assert len(calls) == 2  # 2 of 3 x 10 steps
+    assert sorted(hist["checkpoints"]) == [1, 3]  # the skipped epoch's checkpoint exists (the weights it has)
+    logits = training.predict(_tiny(), x, batch_size=500)
+    assert logits.shape == (80, 10)  # padded to the real length
+    recs = {r["what"]: r for r in dryrun.read(dry)}
+    assert recs["train step"]["planned_total"] == 30 and recs["train step"]["key"]["batch"] == 8
+    assert recs["predict batch"]["planned"] == 80 // dryrun.EVAL_BATCH + 1
+
+
+def test_dry_cache_shares_a_model_across_seeds_and_replays_its_work(dry, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUP_CACHE_DIR", str(tmp_path / "cache"))
+    x, y = torch.rand(32, 3, 8, 8), torch.randint(0, 10, (32,))
+
+    def fit(m):
+        return training.train(m, x, y, epochs=2, batch_size=8, lr=0.1, seed=0, progress=False)
+
+    hits = [cache.cached_model("m", {"a": 1, "seed": s}, _tiny, fit)[2] for s in (0, 1)]
+    assert hits == [False, True]
+    assert list((tmp_path / "cache" / "models-dry").glob("dry-*.pt")) and not (tmp_path / "cache" / "models").exists()
+    steps = [r for r in dryrun.read(dry) if r["what"] == "train step"]
+    assert [r["planned_total"] for r in steps] == [8, 8] and steps[1]["replayed"]
+
+
+def test_a_dry_run_states_no_verdict_and_writes_no_committed_results(dry, monkeypatch):
+    rule = verdicts.Direction("d", "+")
+    m = {"d": {"value": 5.0, "ci95": [4.0, 6.0]}}
+    c = results.claim("c", "s", rule, m, profile="quick")
+    assert c["verdict"] == "inconclusive" and c["reason"].startswith("dry run")
+    monkeypatch.delenv("NUP_RESULTS_DIR", raising=False)
+    with pytest.raises(ValueError, match="NUP_RESULTS_DIR"):
+        results.write_results("99-x", "quick", [c], params={}, data_source="d", wall_time_s=1.0, device="cpu")
+
+
+def test_runner_dry_run_and_budget(tmp_path, capsys, monkeypatch):
+    """--dry-run executes with the loops cut, prints the estimate and writes it; a full run refuses to start
+    above --budget-min (estimated here by that dry run)."""
+    for var in ("NUP_DRY_RUN", "NUP_DRY_LEDGER", "NUP_RESULTS_DIR", "NUP_FIGURES_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    code = (
+        "import time, torch\nfrom nup_utils import dryrun\n"
+        "for _ in dryrun.loop(200, 'step'):\n    time.sleep(0.01)\n"
+        "print('profile', PROFILE, 'dry', dryrun.active())"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell('PROFILE = "auto"')
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, str(nbs / "07-x.ipynb"))
+    out_dir = tmp_path / "build"
+    args = ["--profile", "full", "--dir", str(nbs), "--out", str(out_dir), "--no-readme"]
+    assert run.main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    est = json.loads((out_dir / "dry-full" / "estimate.json").read_text())
+    assert est["complete"] and 1 < est["total_min"] * 60 < 60  # ~200 x 10 ms planned
+    assert "profile full dry True" in (out_dir / "dry-full" / "07-x.ipynb").read_text()
+    assert "estimated full time on" in printed and "estimate 07-x" in printed
+    assert run.main([*args, "--budget-min", "0.01"]) == 2  # reuses the estimate: same commit, device, notebooks
+    assert "not started" in capsys.readouterr().err
+    assert run.main([*args, "--dry-run", "--publish"]) == 2
+    # auto on a GPU (simulated): over the budget, quick runs instead
+    real = run.runtime.resolve_profile
+    monkeypatch.setattr(run.runtime, "resolve_profile", lambda p: "full" if p == "auto" else real(p))
+    auto = ["--profile", "auto", "--dir", str(nbs), "--out", str(out_dir), "--no-readme", "--budget-min", "0.01"]
+    assert run.main(auto) == 0
+    assert "quick runs instead" in capsys.readouterr().out
+    assert "profile quick dry False" in (out_dir / "quick" / "07-x.ipynb").read_text()
+
+
+def test_autoattack_and_pgd_in_a_dry_run(dry):
+    """Library attacks run a few steps, one target class and a few queries; the ledger scales them to the
+    attack's real size (gradient-step equivalents, a query a third of one)."""
+    from nup_utils import attacks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x, y = torch.rand(6, 3, 8, 8), torch.arange(6)
+    aa = attacks.AutoAttack(eps=8 / 255, steps=100, n_targets=9, n_queries=5000)
+    assert aa(model, x, y).shape == x.shape
+    pgd = attacks.PGD(eps=8 / 255, step=2 / 255, steps=50, restarts=3)
+    assert attacks.robust_correct(model, pgd, x, y, batch_size=4).shape == (6,)
+    recs = dryrun.read(dry)
+    (a,) = [r for r in recs if r["what"] == "autoattack"]
+    assert a["scale"] == pytest.approx((100 + 900 + 900 + 5000 / 3) / (2 + 2 + 2 + 10 / 3))
+    steps = [r for r in recs if r["what"] == "pgd step"]
+    assert len(steps) == 1 and steps[0]["planned_total"] == 50 * 3 * 2  # one batch of two, one restart of three
