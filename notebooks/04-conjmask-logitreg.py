@@ -37,8 +37,8 @@
 # | LogitReg | CE + λ‖z‖² ("logit squeezing") and the logit-norm variant CE(z/(τ‖z‖)), chosen on validation from `LAMBDA_GRID` × kinds; quick: two λ values, squeeze only (CPU budget). Candidates are trained on the first seed only; the chosen one is then trained for every seed | recon / ours |
 # | "both" arm | LogitReg (chosen λ) + ConjMask (train and test) | ours |
 # | random-masking arm | random r-fraction masks in training and at test (a random defence → EOT) | ours (the issue's control) |
-# | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 | ours (short, for the CPU budget) |
-# | model | ResNet-18 width 64 with the CIFAR stem in full; **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput); **cpu tier: width 16, ImageNet stem, all 50,000 training images (45,000 + 5,000 validation), 20 epochs one-cycle, peak lr 0.2, batch 256** (issue #17: a standard arm of at least 75%) | ours (P2's architecture unknown; quick: CPU budget) |
+# | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 (full: 10 epochs of PGD-7; cpu: 2 of PGD-3; quick: 1 of PGD-3) | ours (short: the CPU budget, and full's hour on one GPU) |
+# | model | ResNet-18 width 64 with the CIFAR stem in full, 30 epochs one-cycle, peak lr 0.2, batch 512 (issue #17: full in about an hour on one GPU; before: 60 epochs, lr 0.1, batch 100; not yet run on a GPU); **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput); **cpu tier: width 16, ImageNet stem, all 50,000 training images (45,000 + 5,000 validation), 20 epochs one-cycle, peak lr 0.2, batch 256** (issue #17: a standard arm of at least 75%) | ours (P2's architecture unknown; quick: CPU budget) |
 # | data | CIFAR-10 subsets, offline JPEG re-encoding when `NUP_DATA_DIR` is set; validation carved from the train subset | ours |
 # | attacks | FGSM, PGD-20, PGD-50 with 3 restarts (full); **quick: PGD-10 and PGD-20, 1 restart, EOT 2** (CPU budget; no PGD-50); L∞, ε ∈ {2, 4, 8}/255 in full, **{2, 8}/255 in quick and cpu** (CPU budget: AutoAttack at every arm and ε), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
 # | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT `aa_eot` = 20) for the random-mask defence. Full: the reference (100 steps, APGD-T and FAB-T over 9 targets, Square 5,000 queries); **quick: 20 steps, APGD-CE + APGD-T over 3 targets + Square 300 queries, no FAB-T** | Croce & Hein 2020 (full) / ours (quick cut, CPU budget) |
@@ -73,8 +73,8 @@ R_TRAIN = 0.15  # fraction of pixels masked in training
 EPS_LIST = (2, 4, 8)  # attack radii, in 1/255 pixel units
 EPS_LARGE = 64  # sanity radius (1/255): robust accuracy must be about 0 there
 AT_EPS = 8  # adversarial-training radius (1/255)
-LR = 0.1  # peak SGD learning rate (one-cycle; the cpu tier uses 0.2 with batch 256, as notebook 02)
-BATCH = 100  # training batch size (cpu tier: 256)
+LR = 0.1  # peak SGD learning rate (one-cycle; the cpu tier 0.2 with batch 256, full 0.2 with batch 512, as in 02)
+BATCH = 100  # training batch size (cpu tier: 256; full: 512)
 SEL_EPS = 2  # validation selection radius (1/255)
 SANITY_TOL = 0.03  # slack (absolute accuracy) for the asserted sanity checks
 MIN_GAIN = 0.02  # smallest robustness gain (robust-accuracy fraction) that counts; see RULES
@@ -96,9 +96,9 @@ setup = conjmask_study.Setup(
     n_test=pick(smoke=12, quick=1000, cpu=10000, full=10000),  # test images for clean accuracy
     n_atk=pick(smoke=4, quick=300, cpu=500, full=1000),  # a balanced, shuffled subset of them is attacked
     n_sel=pick(smoke=8, quick=150, cpu=500, full=1000),  # validation images for the selection
-    epochs=pick(smoke=1, quick=5, cpu=20, full=60),
+    epochs=pick(smoke=1, quick=5, cpu=20, full=30),  # full: issue #17's hour on one GPU (before: 60)
     schedule=pick(smoke="cosine", quick="onecycle", cpu="onecycle", full="onecycle"),
-    at_epochs=pick(smoke=1, quick=1, cpu=2, full=30), at_steps=pick(smoke=1, quick=3, cpu=3, full=10), at_eps=AT_EPS,
+    at_epochs=pick(smoke=1, quick=1, cpu=2, full=10), at_steps=pick(smoke=1, quick=3, cpu=3, full=7), at_eps=AT_EPS,
     eps_run=pick(smoke=EPS_CUT, quick=EPS_CUT, cpu=EPS_CUT, full=EPS_LIST),  # CPU: two radii (budget)
     eps_large=EPS_LARGE,
     pgd_steps=pick(smoke=(1, 2), quick=(10, 20), cpu=(10, 20), full=(20, 50)),  # CPU: fewer steps (budget)
@@ -112,7 +112,7 @@ setup = conjmask_study.Setup(
     logit_kinds=pick(smoke=("squeeze", "norm"), quick=("squeeze",), cpu=("squeeze",), full=("squeeze", "norm")),
     tau_norm=0.1,  # logit-norm temperature (Wei et al. 2022's CIFAR value), used where logit_kinds has "norm"
     p_mask=P_MASK, r_train=R_TRAIN, unc_radius=UNC_RADIUS, sanity_tol=SANITY_TOL,
-    lr=pick(smoke=LR, quick=LR, cpu=0.2, full=LR), batch=pick(smoke=BATCH, quick=BATCH, cpu=256, full=BATCH),
+    lr=pick(smoke=LR, quick=LR, cpu=0.2, full=0.2), batch=pick(smoke=BATCH, quick=BATCH, cpu=256, full=512),
     precision=pick(smoke="fp32", quick="auto", cpu="auto", full="auto"),  # auto: the fastest measured here
     channels_last=pick(smoke=False, quick="auto", cpu="auto", full="auto"),  # (benchmark.resolve_engine)
     n_unc=pick(smoke=2, quick=8, cpu=16, full=100), unc_samples=pick(smoke=4, quick=32, cpu=64, full=256),  # dx*dp
