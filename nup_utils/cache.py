@@ -88,12 +88,20 @@ def cached_model(
     ``build()`` makes an untrained model; on a miss it is moved to ``device`` and ``fit(model)``
     trains it and returns its history (tensors, numbers, lists, dicts), which is stored alongside.
     """
-    dry = dryrun.active()
-    if dry:  # a dry run trains a few steps per distinct model: seeds share one, and its planned work is replayed
+    # A dry run (dryrun.active()) trains a few steps per distinct model: seeds share one file, and a model it
+    # plans for the first time (another seed) has its planned training replayed into the ledger; one already
+    # planned in this dry run (a later notebook reusing it) costs nothing more, as in a real run. A model the
+    # real cache already holds is loaded and costs nothing: the estimate is that of resuming.
+    real_path = model_path(name, config)
+    dry = dryrun.active() and not real_path.exists()
+    marker = None
+    if dry:
+        planned = dryrun.planned_dir()
+        marker = planned / config_hash(config) if planned is not None else None
         config = {k: v for k, v in config.items() if k != "seed"}
         path = paths.cache_dir() / "models-dry" / f"dry-{config_hash(config)}.pt"
     else:
-        path = model_path(name, config)
+        path = real_path
     model = build().to(device)
     if path.exists() and not refresh:
         try:
@@ -102,8 +110,10 @@ def cached_model(
                 raise ValueError("stored config differs from the requested one")
             model.load_state_dict(blob["state_dict"])
             model.eval()
-            if dry:
+            if dry and not (marker is not None and marker.exists()):
                 dryrun.replay(blob.get("history", {}).get("dry_ledger", []))
+            if marker is not None:
+                marker.touch()
             return model, blob.get("history", {}), True
         except Exception as exc:  # corrupt, truncated or foreign: never trust it
             warnings.warn(f"model cache {path.name} unusable ({type(exc).__name__}: {exc}); retraining", stacklevel=2)
@@ -112,6 +122,8 @@ def cached_model(
         history = fit(model)
     if dry:
         history["dry_ledger"] = rec.records
+        if marker is not None:
+            marker.touch()
     model.eval()
     buf = io.BytesIO()
     torch.save(

@@ -53,6 +53,17 @@ def batch_cap(batch: int) -> int:
     return min(batch, int(raw))
 
 
+def planned_dir() -> Path | None:
+    """Folder of markers, one per model configuration this dry run has planned (``NUP_DRY_PLANNED``; the runner
+    empties it when a dry run starts): a model planned by an earlier notebook is a cache hit, as in a real run."""
+    value = os.environ.get("NUP_DRY_PLANNED", "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def ledger_path() -> Path | None:
     value = os.environ.get("NUP_DRY_LEDGER", "").strip()
     return Path(value) if value else None

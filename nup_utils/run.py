@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -269,6 +270,9 @@ def dry_run(
     os.environ["NUP_DRY_RUN"] = "1"
     if max_batch:
         os.environ["NUP_DRY_MAX_BATCH"] = str(max_batch)
+    planned = base / "planned"  # models planned so far in this dry run (see cache.cached_model)
+    shutil.rmtree(planned, ignore_errors=True)
+    os.environ["NUP_DRY_PLANNED"] = str(planned)
     os.environ["NUP_RESULTS_DIR"] = str(base / "results")
     os.environ["NUP_FIGURES_DIR"] = str(base / "figures")
     statuses, per_nb = [], {}
@@ -289,7 +293,14 @@ def dry_run(
             per_nb[src.stem] = {**est, "dry_run_s": secs, "ok": ok, "by_what": dryrun.by_what(records)}
             statuses.append({"name": src.stem, "ok": ok, "seconds": secs, "error": err})
     finally:
-        for var in ("NUP_DRY_RUN", "NUP_DRY_LEDGER", "NUP_DRY_MAX_BATCH", "NUP_RESULTS_DIR", "NUP_FIGURES_DIR"):
+        for var in (
+            "NUP_DRY_RUN",
+            "NUP_DRY_LEDGER",
+            "NUP_DRY_MAX_BATCH",
+            "NUP_DRY_PLANNED",
+            "NUP_RESULTS_DIR",
+            "NUP_FIGURES_DIR",
+        ):
             os.environ.pop(var, None)
     total = sum(v["total_s"] for v in per_nb.values())
     estimate = {

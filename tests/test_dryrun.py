@@ -127,11 +127,21 @@ def test_dry_cache_shares_a_model_across_seeds_and_replays_its_work(dry, tmp_pat
     def fit(m):
         return training.train(m, x, y, epochs=2, batch_size=8, lr=0.1, seed=0, progress=False)
 
+    monkeypatch.setenv("NUP_DRY_PLANNED", str(tmp_path / "planned"))
     hits = [cache.cached_model("m", {"a": 1, "seed": s}, _tiny, fit)[2] for s in (0, 1)]
     assert hits == [False, True]
     assert list((tmp_path / "cache" / "models-dry").glob("dry-*.pt")) and not (tmp_path / "cache" / "models").exists()
     steps = [r for r in dryrun.read(dry) if r["what"] == "train step"]
     assert [r["planned_total"] for r in steps] == [8, 8] and steps[1]["replayed"]
+    # a later notebook loading the same models (as 03 loads 02's) plans no training again
+    assert cache.cached_model("m", {"a": 1, "seed": 1}, _tiny, fit)[2]
+    assert len([r for r in dryrun.read(dry) if r["what"] == "train step"]) == 2
+    # a model the real cache holds is loaded and costs nothing (the estimate of resuming a run)
+    monkeypatch.delenv("NUP_DRY_RUN")
+    cache.cached_model("m", {"a": 1, "seed": 7}, _tiny, fit)
+    monkeypatch.setenv("NUP_DRY_RUN", "1")
+    assert cache.cached_model("m", {"a": 1, "seed": 7}, _tiny, fit)[2]
+    assert len([r for r in dryrun.read(dry) if r["what"] == "train step"]) == 2
 
 
 def test_a_dry_run_states_no_verdict_and_writes_no_committed_results(dry, monkeypatch):
