@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import dryrun, paths, report, runtime
+from . import benchmark, dryrun, paths, report, runtime
 
 
 def discover(only: str | None = None, root: Path | None = None) -> list[Path]:
@@ -415,15 +415,22 @@ def main(argv=None) -> int:
         return 2
     commit = runtime.git_commit()
     if args.dry_run:
-        if args.publish or profile == "smoke":
-            print("error: --dry-run: a dry run is never published, and smoke has nothing to cut", file=sys.stderr)
+        if profile == "smoke":
+            print("error: --dry-run: smoke has nothing to cut", file=sys.stderr)
+            return 2
+        if args.publish and runtime.dirty_files(include_generated=True):
+            print("error: --dry-run --publish needs a clean work tree (the record names its commit)", file=sys.stderr)
             return 2
         os.environ["NUP_HEADLESS"] = "1"
         os.environ["NUP_GIT_COMMIT"] = commit
-        statuses, _ = dry_run(notebooks, profile, Path(args.out), max_batch=args.dry_max_batch)
+        statuses, est = dry_run(notebooks, profile, Path(args.out), max_batch=args.dry_max_batch)
         failed = [s["name"] for s in statuses if not s["ok"]]
         tail = f": {', '.join(failed)}" if failed else ""
         print(f"\n{len(statuses) - len(failed)} passed, {len(failed)} failed{tail}")
+        if args.publish and not failed:  # the estimate, with its inputs, as a committed benchmark record
+            name = f"dry-run-{profile}-{benchmark.slug(est['device'])}.json"
+            out = paths.atomic_write_json(paths.REPO_ROOT / "results" / "benchmarks" / name, est)
+            print(f"estimate record written to {out.relative_to(paths.REPO_ROOT)}")
         return 1 if failed else 0
     if args.publish:
         if profile == "smoke":

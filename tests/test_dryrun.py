@@ -182,7 +182,7 @@ def test_runner_dry_run_and_budget(tmp_path, capsys, monkeypatch):
     assert "estimated full time on" in printed and "estimate 07-x" in printed
     assert run.main([*args, "--budget-min", "0.01"]) == 2  # reuses the estimate: same commit, device, notebooks
     assert "not started" in capsys.readouterr().err
-    assert run.main([*args, "--dry-run", "--publish"]) == 2
+    assert run.main(["--profile", "smoke", "--dir", str(nbs), "--dry-run", "--no-readme"]) == 2
     # auto on a GPU (simulated): over the budget, quick runs instead
     real = run.runtime.resolve_profile
     monkeypatch.setattr(run.runtime, "resolve_profile", lambda p: "full" if p == "auto" else real(p))
