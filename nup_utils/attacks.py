@@ -91,7 +91,10 @@ class _Attack:
         the share of draws that misclassify (N,), all from the same forward passes."""
         g_sum, l_sum = torch.zeros_like(x_adv), torch.zeros(len(x_adv), device=x_adv.device)
         wrong = torch.zeros(len(x_adv), device=x_adv.device)
-        for _ in range(eot):
+        draws = dryrun.loop(eot, "eot draw", steps=1) if eot > 1 else range(1)  # a dry run: one draw
+        eot_run = 0
+        for _ in draws:
+            eot_run += 1
             xr = x_adv.detach().requires_grad_(True)
             inp = self.transform(xr) if self.transform is not None else xr
             logits = model(inp).float()
@@ -100,7 +103,7 @@ class _Attack:
             g_sum += g
             l_sum += per.detach()
             wrong += (logits.detach().argmax(1) != y).float()
-        return g_sum / eot, l_sum / eot, wrong / eot
+        return g_sum / eot_run, l_sum / eot_run, wrong / eot_run
 
     def _project(self, x: torch.Tensor, delta: torch.Tensor, mask) -> torch.Tensor:
         if mask is not None:
@@ -225,11 +228,13 @@ class PGD(_Attack):
     def _score(self, model, x_adv, y) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and share of misclassifying draws (N,) over eot draws, without gradients."""
         l_sum, wrong = torch.zeros(len(x_adv), device=x_adv.device), torch.zeros(len(x_adv), device=x_adv.device)
-        for _ in range(self.eot):
+        eot_run = 0
+        for _ in dryrun.loop(self.eot, "eot draw", steps=1) if self.eot > 1 else range(1):  # a dry run: one draw
+            eot_run += 1
             logits = self._predict(model, x_adv)
             l_sum += attack_loss(logits, y, self.loss)
             wrong += (logits.argmax(1) != y).float()
-        return l_sum / self.eot, wrong / self.eot
+        return l_sum / eot_run, wrong / eot_run
 
 
 def robust_correct(
@@ -346,15 +351,21 @@ class AutoAttack:
         )
 
     def components(
-        self, net: nn.Module, *, steps: int | None = None, n_queries: int | None = None, n_targets: int | None = None
+        self,
+        net: nn.Module,
+        *,
+        steps: int | None = None,
+        n_queries: int | None = None,
+        n_targets: int | None = None,
+        eot: int | None = None,
     ) -> list:
         """The torchattacks attacks, in the reference order, built for ``net`` (``steps``, ``n_queries``,
-        ``n_targets``: override this attack's, for a dry run only)."""
+        ``n_targets``, ``eot``: override this attack's, for a dry run only)."""
         import torchattacks as ta
 
         steps, n_queries, n_targets = steps or self.steps, n_queries or self.n_queries, n_targets or self.n_targets
         kw = dict(norm="Linf" if self.norm == "linf" else "L2", eps=self.eps, seed=self.seed)
-        eot = self.eot if self.version == "rand" else 1
+        eot = (eot or self.eot) if self.version == "rand" else 1
         out = []
         for p in self.parts:
             if p in ("apgd-ce", "apgd-dlr"):
@@ -380,17 +391,18 @@ class AutoAttack:
         steps = min(self.steps, DRY_STEPS) if dry else self.steps
         queries = min(self.n_queries, DRY_QUERIES) if dry else self.n_queries
         targets = 1 if dry else self.n_targets
+        eot = 1 if dry else self.eot
 
-        def work(s, t, q):  # gradient-step equivalents of one image's attack
-            per_part = {"apgd-ce": s * (self.eot if self.version == "rand" else 1), "apgd-dlr": s * self.eot}
+        def work(s, t, q, e):  # gradient-step equivalents of one image's attack
+            per_part = {"apgd-ce": s * (e if self.version == "rand" else 1), "apgd-dlr": s * e}
             per_part |= {"apgd-t": s * t, "fab-t": s * t, "square": q / 3}
             return sum(per_part[p] for p in self.parts)
 
-        scale = work(self.steps, self.n_targets, self.n_queries) / work(steps, targets, queries)
+        scale = work(self.steps, self.n_targets, self.n_queries, self.eot) / work(steps, targets, queries, eot)
         key = dict(batch=len(x), image=tuple(x.shape[1:]), parts=self.parts, steps=self.steps)
         with eval_mode(model):
             for _ in dryrun.loop(1, "autoattack", scale=scale, **key):
-                comps = self.components(net, steps=steps, n_queries=queries, n_targets=targets)
+                comps = self.components(net, steps=steps, n_queries=queries, n_targets=targets, eot=eot)
                 atk = comps[0] if len(comps) == 1 else ta.MultiAttack(comps)
                 out = atk(x, y).detach()
         return out

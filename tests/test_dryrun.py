@@ -209,3 +209,24 @@ def test_autoattack_and_pgd_in_a_dry_run(dry):
     assert a["scale"] == pytest.approx((100 + 900 + 900 + 5000 / 3) / (2 + 2 + 2 + 10 / 3))
     steps = [r for r in recs if r["what"] == "pgd step"]
     assert len(steps) == 1 and steps[0]["planned_total"] == 50 * 3 * 2  # one batch of two, one restart of three
+
+
+def test_eot_draws_are_cut_and_scaled(dry):
+    """Attacks on a random defence average gradients over EOT draws: a dry run makes one draw per step and
+    counts the rest (PGD), or runs the randomized AutoAttack with one draw and scales by the reference's 20."""
+    from nup_utils import attacks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x, y = torch.rand(4, 3, 8, 8), torch.arange(4)
+    noisy = lambda z: z + 0.01 * torch.randn_like(z)  # noqa: E731  (a random transform)
+    pgd = attacks.PGD(eps=8 / 255, step=2 / 255, steps=10, eot=8, transform=noisy)
+    assert pgd(model, x, y).shape == x.shape
+    aa = attacks.AutoAttack(eps=8 / 255, steps=100, version="rand", eot=20, transform=noisy)
+    assert aa(model, x, y).shape == x.shape
+    recs = dryrun.read(dry)
+    draws = [r for r in recs if r["what"] == "eot draw"]
+    assert draws and all(r["run"] == 1 and r["planned"] == 8 for r in draws)
+    assert sum(r["planned_total"] for r in draws) == 8 * 10 + 8  # 10 gradient steps and the final score
+    (a,) = [r for r in recs if r["what"] == "autoattack"]
+    assert a["scale"] == pytest.approx((100 * 20 + 100 * 20) / (2 * 1 + 2 * 1))
