@@ -15,7 +15,7 @@ export NUP_DATA_DIR
 endif
 export PYTHONHASHSEED = 0
 
-.PHONY: test test-unit test-notebooks smoke figures lock clean-venv env sync lint
+.PHONY: test test-unit test-notebooks smoke figures dry-run lock clean-venv env sync lint
 
 $(VENV)/.installed: requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -41,8 +41,13 @@ test-notebooks: env
 smoke: env
 	$(PY) -m nup_utils.run --profile smoke $(if $(ONLY),--only $(ONLY))
 
+# CHUNK=8: a resumable chunk of at most ~8 minutes of new training (run again to resume; exit status 3 = paused)
 figures: env
-	$(PY) -m nup_utils.run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m nup_utils.run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(CHUNK),--max-minutes $(CHUNK))
+
+# the full profile's code paths on this machine, loops cut to their first steps, and its estimated time
+dry-run: env
+	$(PY) -m nup_utils.run --profile full --dry-run $(if $(ONLY),--only $(ONLY))
 
 UV_VERSION ?= 0.13.9
 # the lock tool lives in its own venv (.venv-lock), installed on first use at a pinned version

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__, dryrun, paths
+from . import __version__, dryrun, paths, runtime
 
 # modules whose code decides what a cached model is (reporting, verdicts and plotting do not)
 CODE_MODULES = (
@@ -118,6 +118,7 @@ def cached_model(
         except Exception as exc:  # corrupt, truncated or foreign: never trust it
             warnings.warn(f"model cache {path.name} unusable ({type(exc).__name__}: {exc}); retraining", stacklevel=2)
             path.unlink(missing_ok=True)
+    runtime.check_deadline(f"training {name}")  # a chunked run stops here; what is cached stays
     with dryrun.recording() as rec:
         history = fit(model)
     if dry:

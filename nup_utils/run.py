@@ -388,6 +388,13 @@ def main(argv=None) -> int:
         default=FULL_BUDGET_MIN,
         help=f"a full run refuses to start when its estimated time here exceeds this (default {FULL_BUDGET_MIN:g})",
     )
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="a resumable chunk: start no training after this many minutes (a notebook that would train more "
+        "stops, exit status 3); the same command again resumes from the model cache",
+    )
     ap.add_argument("--no-readme", action="store_true", help="do not refresh README's results table")
     ap.add_argument(
         "--refresh-results-cells",
@@ -473,8 +480,13 @@ def main(argv=None) -> int:
         elif not fits:
             print(f"error: {msg}: not started (raise --budget-min to run anyway)", file=sys.stderr)
             return 2
+    if args.max_minutes:  # a chunk: no training starts after this; the model cache makes a rerun resume
+        os.environ["NUP_DEADLINE"] = str(time.time() + 60 * args.max_minutes)
     statuses = []
     for src in notebooks:
+        if args.max_minutes and time.time() > float(os.environ["NUP_DEADLINE"]):
+            statuses.append({"name": src.stem, "ok": False, "seconds": 0.0, "error": "not started: chunk deadline"})
+            continue
         out = Path(args.out) / profile / src.name
         # per-cell limit: a hung cell fails its notebook instead of blocking the batch
         timeout = args.timeout if args.timeout is not None else cell_timeout(src.stem, profile)
@@ -495,9 +507,13 @@ def main(argv=None) -> int:
             print(f"warning: README table not refreshed: {exc}", file=sys.stderr)
     print("\n" + summary(statuses, profile))
     failed = [s["name"] for s in statuses if not s["ok"]]
+    paused = [s["name"] for s in statuses if not s["ok"] and "chunk deadline" in s["error"]]
     print(
         f"\n{len(statuses) - len(failed)} passed, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
     )
+    if paused and len(paused) == len(failed):
+        print(f"paused at the chunk deadline ({', '.join(paused)}): run the same command again to resume")
+        return 3
     return 1 if failed else 0
 
 

@@ -62,6 +62,19 @@ def trained(profile: str) -> bool:
     return resolve_profile(profile) != "smoke" and not dryrun.active()
 
 
+class DeadlineReached(RuntimeError):
+    """A chunked run (``python -m nup_utils.run --max-minutes M``) reached its deadline before starting
+    more training: what was trained is cached, and running the same command again resumes."""
+
+
+def check_deadline(what: str) -> None:
+    """Raise :class:`DeadlineReached` when ``$NUP_DEADLINE`` (Unix time, set by the runner's ``--max-minutes``)
+    has passed; called before work that would be lost if the command were killed (a model's training)."""
+    raw = os.environ.get("NUP_DEADLINE", "").strip()
+    if raw and time.time() > float(raw):
+        raise DeadlineReached(f"chunk deadline reached before {what}; run the same command again to resume")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device not in DEVICE_CHOICES and not str(device).startswith("cuda:"):
         raise ValueError(f"device={device!r}; allowed values: {', '.join(DEVICE_CHOICES)} or 'cuda:N'")

@@ -230,3 +230,41 @@ def test_eot_draws_are_cut_and_scaled(dry):
     assert sum(r["planned_total"] for r in draws) == 8 * 10 + 8  # 10 gradient steps and the final score
     (a,) = [r for r in recs if r["what"] == "autoattack"]
     assert a["scale"] == pytest.approx((100 * 20 + 100 * 20) / (2 * 1 + 2 * 1))
+
+
+def test_a_chunk_stops_before_training_and_resumes(tmp_path, monkeypatch, capsys):
+    """--max-minutes: past the deadline no model starts training (a cached one still loads); the runner says
+    'paused' with exit status 3, and the same command resumes."""
+    import time
+
+    from nup_utils import runtime
+
+    monkeypatch.delenv("NUP_DRY_RUN", raising=False)
+    monkeypatch.setenv("NUP_CACHE_DIR", str(tmp_path / "cache"))
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 10, (16,))
+
+    def fit(m):
+        return training.train(m, x, y, epochs=1, batch_size=8, lr=0.1, seed=0, schedule="cosine", progress=False)
+
+    cache.cached_model("m", {"a": 1}, _tiny, fit)
+    monkeypatch.setenv("NUP_DEADLINE", str(time.time() - 1))
+    assert cache.cached_model("m", {"a": 1}, _tiny, fit)[2]  # cached: loads
+    with pytest.raises(runtime.DeadlineReached, match="run the same command again"):
+        cache.cached_model("m", {"a": 2}, _tiny, fit)
+    monkeypatch.delenv("NUP_DEADLINE")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("01-a", "02-b"):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        p = nbformat.v4.new_code_cell('PROFILE = "auto"')
+        p.metadata["tags"] = ["parameters"]
+        code = "import time\nfrom nup_utils import runtime\ntime.sleep(1)\nruntime.check_deadline('training x')"
+        nb.cells = [p, nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, str(nbs / f"{name}.ipynb"))
+    args = ["--profile", "smoke", "--dir", str(nbs), "--out", str(tmp_path / "build"), "--no-readme"]
+    assert run.main([*args, "--max-minutes", "0.001"]) == 3
+    out = capsys.readouterr().out
+    assert "paused at the chunk deadline" in out and "not started: chunk deadline" in out
+    monkeypatch.delenv("NUP_DEADLINE", raising=False)
+    assert run.main(args) == 0
