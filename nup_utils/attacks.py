@@ -252,13 +252,9 @@ def robust_correct(
     the attack's own ``transform`` (an unaware attacker) — that gap is what adaptive attacks close.
     """
     device = next(model.parameters()).device
-    batch_size = dryrun.batch_cap(batch_size)  # a dry run may cut batches (NUP_DRY_MAX_BATCH)
     out = []
-    for b in dryrun.loop(math.ceil(len(x) / batch_size), "attack batch", steps=1, attack=type(attack).__name__):
-        xb, yb = (
-            x[b * batch_size : (b + 1) * batch_size].to(device),
-            y[b * batch_size : (b + 1) * batch_size].to(device),
-        )
+    for sl in dryrun.batches(len(x), batch_size, "attack batch", attack=type(attack).__name__):
+        xb, yb = x[sl].to(device), y[sl].to(device)
         xa = attack(model, xb, yb)
         with torch.no_grad(), eval_mode(model):
             inp = eval_transform(xa) if eval_transform is not None else xa

@@ -334,16 +334,10 @@ def attack_arms(st: Setup, d: Data, nets: dict, r_test: float) -> dict:
                 if key not in transfer_adv:
                     sur, k = nets[s][SURROGATE[arm]], st.pgd_steps[0]
                     atk = attacks.PGD(eps=eps, step=2.5 * eps / k, steps=k, seed=st.seed + s)
-                    bs = dryrun.batch_cap(256)  # a dry run crafts the first batch, padded
-                    transfer_adv[key] = dryrun.pad(
-                        torch.cat(
-                            [
-                                atk(sur, x_at[b * bs : (b + 1) * bs], y_at[b * bs : (b + 1) * bs])
-                                for b in dryrun.loop(math.ceil(st.n_atk / bs), "transfer craft batch", steps=1)
-                            ]
-                        ),
-                        st.n_atk,
-                    )
+                    crafted = [  # a dry run crafts the first batch, padded
+                        atk(sur, x_at[sl], y_at[sl]) for sl in dryrun.batches(st.n_atk, 256, "transfer craft batch")
+                    ]
+                    transfer_adv[key] = dryrun.pad(torch.cat(crafted), st.n_atk)
                 r["transfer"] = defenses.transfer_correct(model, transfer_adv[key], y_at, eval_transform=dfn, only=ok)
                 out[e_int] = r
             big = defenses.attack_suite(eps=st.eps_large / 255, steps=st.pgd_steps[:1], restarts=1, **common)

@@ -291,13 +291,11 @@ def transfer_correct(
     """Black-box transfer: bool (N,) correctness of the deployed system on adversarials crafted elsewhere."""
     device = next(model.parameters()).device
     out = []
-    batch_size = dryrun.batch_cap(batch_size)  # a dry run: the first batch, padded (see dryrun)
     with torch.no_grad(), eval_mode(model):
-        for b in dryrun.loop(math.ceil(len(x_adv) / batch_size), "transfer batch", steps=1):
-            i = b * batch_size
-            xb = x_adv[i : i + batch_size].to(device)
+        for sl in dryrun.batches(len(x_adv), batch_size, "transfer batch"):  # a dry run: the first batch, padded
+            xb = x_adv[sl].to(device)
             inp = eval_transform(xb) if eval_transform is not None else xb
-            out.append((model(inp).argmax(1) == y[i : i + batch_size].to(device)).cpu())
+            out.append((model(inp).argmax(1) == y[sl].to(device)).cpu())
     res = dryrun.pad(torch.cat(out), len(x_adv))
     return res & only.cpu() if only is not None else res
 
@@ -308,11 +306,9 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int
     'cos' cosine of x and g, 'grad_rms' the gradient spread sqrt(mean g^2), 'xg_sum' sum_k x_k g_k.
     g = d CE(true label) / d x, one backward (the single-backward probe)."""
     out = {k: [] for k in ("corr", "cos", "grad_rms", "xg_sum")}
-    batch_size = dryrun.batch_cap(batch_size)
-    for b in dryrun.loop(math.ceil(len(x) / batch_size), "probe batch", steps=1):
-        i = b * batch_size
-        xb = x[i : i + batch_size]
-        g, _ = input_gradient(model, xb, y[i : i + batch_size].to(xb.device))
+    for sl in dryrun.batches(len(x), batch_size, "probe batch"):
+        xb = x[sl]
+        g, _ = input_gradient(model, xb, y[sl].to(xb.device))
         xf, gf = xb.flatten(1).double(), g.flatten(1).double()  # (n, D)
         xc, gc = xf - xf.mean(1, keepdim=True), gf - gf.mean(1, keepdim=True)
         out["corr"].append((xc * gc).sum(1) / (xc.norm(dim=1) * gc.norm(dim=1)).clamp_min(1e-30))

@@ -75,7 +75,7 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _multiplier() -> int:
+def _multiplier() -> float:  # planned/run ratios of the enclosing loops (e.g. 500 steps run 2: 250.0)
     return math.prod(f["n"] for f in _STACK)
 
 
@@ -139,12 +139,15 @@ class _FlopCount(TorchDispatchMode):
         return out
 
 
-def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, **key) -> Iterator[int]:
+def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, parallel: int = 1, **key) -> Iterator[int]:
     """``range(n)``; in a dry run only its first ``steps`` indices, timed, and a ledger line.
 
     ``what``: a short label ("train step"); ``key``: what the cost depends on (model, input size, batch);
     ``scale``: real work per iteration / work run (a batch cut by :func:`batch_cap`), applied to the measured
-    time and the counted FLOPs."""
+    time and the counted FLOPs; ``parallel``: iterations the real run executes at once (worker processes, e.g.
+    notebook 06's fits), dividing the time per iteration but not its FLOPs."""
+    if not isinstance(parallel, int) or parallel < 1:
+        raise ValueError(f"parallel={parallel!r}; expected a positive int")
     n = int(n)
     if not active() or n <= 0:
         yield from range(n)
@@ -185,14 +188,26 @@ def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, **key) ->
                 "planned": n,
                 "run": len(times),
                 "planned_total": n * _multiplier(),
-                "s_per_iter": per_iter * scale,
+                "s_per_iter": per_iter * scale / parallel,
                 "flops_per_iter": None if flops is None else int(flops * scale),
                 "scale": scale,
+                "parallel": parallel,
                 "measured_s": measured - sum(inner),
             }
             _write(record)
             for rec in _RECORDERS:
                 rec.records.append(record)
+
+
+def batches(n: int, batch_size: int, what: str, *, steps: int = 1, **key) -> Iterator[slice]:
+    """Slices ``[0:B], [B:2B], ...`` covering ``range(n)``: the library's batch loops. In a dry run the batch is
+    capped (:func:`batch_cap`) and only the first ``steps`` batches run (a :func:`loop` labelled ``what``);
+    the caller pads what it collected back to ``n`` rows with :func:`pad`."""
+    bs = batch_cap(batch_size)
+    if bs < 1:
+        raise ValueError(f"batch_size={batch_size!r}; expected a positive integer")
+    for b in loop(math.ceil(n / bs), what, steps=steps, **key):
+        yield slice(b * bs, (b + 1) * bs)
 
 
 def outer(items: Iterable) -> Iterator:
@@ -213,14 +228,16 @@ def outer(items: Iterable) -> Iterator:
             _STACK[-1]["inner_s"] += time.perf_counter() - start
 
 
-def pad(t: torch.Tensor, n: int) -> torch.Tensor:
+def pad(t: torch.Tensor | list, n: int) -> torch.Tensor | list:
     """A cut loop's output (m, ...) padded to its real length n by repeating it (dry runs only; elsewhere
-    the length must already be n)."""
+    the length must already be n). A tensor (rows) or a list (e.g. decoded answers)."""
     if len(t) == n:
         return t
     if not active() or len(t) == 0 or len(t) > n:
         raise ValueError(f"pad: got {len(t)} rows, expected {n}" + ("" if active() else " (not a dry run)"))
     reps = math.ceil(n / len(t))
+    if isinstance(t, list):
+        return (t * reps)[:n]
     return t.repeat(reps, *([1] * (t.dim() - 1)))[:n]
 
 

@@ -10,7 +10,6 @@ images (:func:`metrics.seed_image_ci`), paired where two arms share seeds and im
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import numpy as np
@@ -217,9 +216,7 @@ def robust_figure(tr: ThreatRuns, s0, *, eps_grid, steps0: int, aa_steps: int, p
 def _batched(fn, x, y, batch_size: int) -> dict:
     """fn(x_batch, y_batch) -> {key: (B,) tensor}, over x in batches (bounded autograd memory), concatenated.
     A dry run (:mod:`dryrun`) runs the first batch, padded to len(x)."""
-    bs = dryrun.batch_cap(batch_size)
-    n = math.ceil(len(x) / bs)
-    parts = [fn(x[b * bs : (b + 1) * bs], y[b * bs : (b + 1) * bs]) for b in dryrun.loop(n, "geometry batch", steps=1)]
+    parts = [fn(x[sl], y[sl]) for sl in dryrun.batches(len(x), batch_size, "geometry batch")]
     return {k: dryrun.pad(torch.cat([p[k] for p in parts]), len(x)) for k in parts[0]}
 
 

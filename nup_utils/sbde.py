@@ -16,7 +16,6 @@ the geometric probes of notebooks 02 and 03.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -484,16 +483,14 @@ def threat_model_correct(
         with torch.no_grad(), eval_mode(model):
             return (model(z).argmax(1) == yb).cpu()
 
-    bs = dryrun.batch_cap(batch_size)  # a dry run: the first batch only (clean: padded; attacked: the rest False)
-    n_clean = math.ceil(len(x) / bs)
+    # a dry run: the first batch only (clean: padded; attacked: the rest stays False)
     clean = [
-        correct(tf(x[b * bs : (b + 1) * bs].to(device)), y[b * bs : (b + 1) * bs].to(device))
-        for b in dryrun.loop(n_clean, "clean batch", steps=1)
+        correct(tf(x[sl].to(device)), y[sl].to(device)) for sl in dryrun.batches(len(x), batch_size, "clean batch")
     ]
     ok = dryrun.pad(torch.cat(clean), len(x))
     idx = torch.nonzero(ok).flatten()
-    for b in dryrun.loop(math.ceil(len(idx) / bs), "threat batch", steps=1):
-        j = idx[b * bs : (b + 1) * bs]
+    for sl in dryrun.batches(len(idx), batch_size, "threat batch"):
+        j = idx[sl]
         xb, yb = tf(x[j.to(x.device)].to(device)), y[j.to(y.device)].to(device)  # (B, C, KH, KW)
         if "a" in keys:
             xa = make_attack(mask=None, transform=None)(model, xb, yb)

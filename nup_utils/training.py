@@ -227,11 +227,12 @@ def predict(
     if dryrun.active():  # a dry run times a few small batches (eval batch size is not a protocol choice)
         batch_size = dryrun.batch_cap(min(batch_size, dryrun.EVAL_BATCH))
     out = []
-    n_batches = math.ceil(len(x) / batch_size)
     key = dict(model=type(model).__name__, batch=batch_size, image=tuple(x.shape[1:]), flip_tta=flip_tta)
     with eval_mode(model):
-        for b in dryrun.loop(n_batches, "predict batch", **key, transform=repr(input_transform)):
-            xb = x[b * batch_size : (b + 1) * batch_size].to(device)
+        for sl in dryrun.batches(
+            len(x), batch_size, "predict batch", steps=dryrun.STEPS, **key, transform=repr(input_transform)
+        ):
+            xb = x[sl].to(device)
             views = (xb, xb.flip(3)) if flip_tta else (xb,)
             if input_transform is not None:
                 views = tuple(input_transform(v) for v in views)

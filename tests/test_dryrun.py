@@ -42,6 +42,24 @@ def test_loops_are_cut_and_nested_counts_multiply(dry):
     assert dryrun.pad(torch.arange(3), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
 
 
+def test_batches_cover_every_index_once_and_are_cut_in_a_dry_run(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUP_DRY_RUN", raising=False)
+    monkeypatch.setenv("NUP_DRY_MAX_BATCH", "8")  # ignored outside a dry run
+    slices = list(dryrun.batches(23, 10, "batch"))
+    assert [(s.start, s.stop) for s in slices] == [(0, 10), (10, 20), (20, 30)]
+    assert torch.cat([torch.arange(23)[s] for s in slices]).tolist() == list(range(23))
+    assert list(dryrun.batches(0, 10, "batch")) == []
+    with pytest.raises(ValueError, match="batch_size=0"):
+        list(dryrun.batches(5, 0, "batch"))
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("NUP_DRY_RUN", "1")
+    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
+    (only,) = dryrun.batches(23, 10, "cut batch", model="m")  # capped to 8, first batch only
+    assert (only.start, only.stop) == (0, 8)
+    (r,) = dryrun.read(ledger)
+    assert r["what"] == "cut batch" and r["planned"] == 3 and r["run"] == 1 and r["key"] == {"model": "m"}
+
+
 def test_flops_are_counted_and_time_is_extrapolated(dry):
     lin = nn.Linear(8, 4)
     x = torch.randn(16, 8)
