@@ -139,13 +139,17 @@ class _FlopCount(TorchDispatchMode):
         return out
 
 
-def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, parallel: int = 1, **key) -> Iterator[int]:
+def loop(
+    n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, parallel: int = 1, host: bool = False, **key
+) -> Iterator[int]:
     """``range(n)``; in a dry run only its first ``steps`` indices, timed, and a ledger line.
 
     ``what``: a short label ("train step"); ``key``: what the cost depends on (model, input size, batch);
     ``scale``: real work per iteration / work run (a batch cut by :func:`batch_cap`), applied to the measured
     time and the counted FLOPs; ``parallel``: iterations the real run executes at once (worker processes, e.g.
-    notebook 06's fits), dividing the time per iteration but not its FLOPs."""
+    notebook 06's fits), dividing the time per iteration but not its FLOPs; ``host``: work that runs on the CPU
+    whatever the device (06's L-BFGS fits), so :func:`estimate` keeps its measured time rather than
+    translating its FLOPs to an accelerator's rate."""
     if not isinstance(parallel, int) or parallel < 1:
         raise ValueError(f"parallel={parallel!r}; expected a positive int")
     n = int(n)
@@ -181,7 +185,7 @@ def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, parallel:
             _STACK[-1]["inner_flops"] = _STACK[-1].get("inner_flops", 0) + counted
         if times:
             own = [t - c for t, c in zip(times, inner, strict=True)]
-            per_iter = max(0.0, own[-1] if len(own) > 1 else own[0])
+            per_iter = max(0.0, sum(own[1:]) / (len(own) - 1) if len(own) > 1 else own[0])  # mean after warm-up
             record = {
                 "what": what,
                 "key": key,
@@ -192,6 +196,7 @@ def loop(n: int, what: str, *, steps: int = STEPS, scale: float = 1.0, parallel:
                 "flops_per_iter": None if flops is None else int(flops * scale),
                 "scale": scale,
                 "parallel": parallel,
+                "host": bool(host),
                 "measured_s": measured - sum(inner),
             }
             _write(record)
@@ -265,8 +270,11 @@ def estimate(records: list[dict], wall_s: float, *, flops_per_s: float | None = 
         "flops": flops,
         "uncounted_loops": sum(1 for r in records if not r["flops_per_iter"]),
     }
-    if flops_per_s:
-        out["at_rate_s"] = flops / flops_per_s + rest
+    if flops_per_s:  # host loops (CPU-only work) keep their measured time: the rate is an accelerator's
+        host_s = sum(r["planned_total"] * r["s_per_iter"] for r in records if r.get("host"))
+        device_flops = sum(r["planned_total"] * (r["flops_per_iter"] or 0) for r in records if not r.get("host"))
+        out["host_loops_s"] = host_s
+        out["at_rate_s"] = device_flops / flops_per_s + host_s + rest
         out["rate_flops_per_s"] = flops_per_s
     return out
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import cache, functions, metrics, runtime
+from . import cache, dryrun, functions, metrics, runtime
 
 PROTOCOL_VERSION = 2  # bump when run_one's semantics change: it is part of every cache key
 WIDTHS = (100, 100, 50, 50)  # summary: in->100->100->50->50->1
@@ -449,6 +449,8 @@ def run_grid(specs: list[dict], *, workers: int = 1, desc: str = "fits") -> list
     With ``workers == 1`` the fits run here, also with one thread, so both paths give the same numbers."""
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r}; expected a positive int")
+    if dryrun.active():
+        return _dry_grid(specs, workers=workers)
     bar = dict(total=len(specs), desc=desc, disable=runtime.progress_disabled())
     if workers == 1:
         prev = torch.get_num_threads()
@@ -461,6 +463,28 @@ def run_grid(specs: list[dict], *, workers: int = 1, desc: str = "fits") -> list
 
     with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
         return list(tqdm(pool.imap(_run_spec, specs), **bar))
+
+
+def _dry_grid(specs: list[dict], *, workers: int) -> list[dict]:
+    """A dry run (:mod:`dryrun`) of :func:`run_grid`: the first fit of each arm (specs are ordered seed,
+    function, arm: the first function and seed), complete and one thread each as a worker runs it, timed; the
+    ledger plans every spec at their mean time divided by ``workers`` (the pool runs that many at once). The
+    other records are copies of their arm's fit under their own (function, seed): shapes real, numbers not."""
+    n_arms = len({s["arm"] for s in specs})
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        done = [
+            _run_spec(specs[i])
+            for i in dryrun.loop(len(specs), "pi-expansion fit", steps=n_arms, parallel=workers, host=True)
+        ]
+    finally:
+        torch.set_num_threads(prev)
+    by_arm = {r["arm"]: r for r in done}  # specs in another order: an arm not fitted copies the first fit
+    rest = [
+        {**by_arm.get(s["arm"], done[0]), **{k: s[k] for k in ("function", "arm", "seed")}} for s in specs[len(done) :]
+    ]
+    return done + rest
 
 
 # ---------------------------------------------------------------- aggregation

@@ -255,6 +255,7 @@ def dry_lines(stem: str, records: list[dict], wall_s: float) -> tuple[dict, list
         f"   estimate {stem}: {est['total_s'] / 60:.1f} min here ({est['loops']} cut loops "
         f"{est['loops_s'] / 60:.1f} min + {est['outside_loops_s'] / 60:.1f} min outside them, which ran in full); "
         f"{est['flops'] / 1e15:.2f} PFLOP counted -> {est['at_rate_s'] / 60:.1f} min on an {ASSUMED_RATE[0]}"
+        + (f", of which {est['host_loops_s'] / 60:.1f} min CPU-only work timed here" if est["host_loops_s"] else "")
     ]
     for what, secs, flops in dryrun.by_what(records)[:4]:
         lines.append(f"      {what:18s} {secs / 60:8.1f} min here  {flops / 1e15:8.3f} PFLOP")

@@ -60,6 +60,16 @@ def test_batches_cover_every_index_once_and_are_cut_in_a_dry_run(monkeypatch, tm
     assert r["what"] == "cut batch" and r["planned"] == 3 and r["run"] == 1 and r["key"] == {"model": "m"}
 
 
+def test_time_per_iteration_is_the_mean_after_the_warm_up(dry):
+    """Iterations that differ (e.g. 06's fits of different arms) are averaged; the first (warm-up) is left out."""
+    import time
+
+    for i in dryrun.loop(10, "uneven", steps=3):
+        time.sleep((0.3, 0.05, 0.15)[i])
+    (r,) = dryrun.read(dry)
+    assert 0.1 <= r["s_per_iter"] < 0.15  # the mean of 0.05 and 0.15 s; the last alone would be >= 0.15
+
+
 def test_flops_are_counted_and_time_is_extrapolated(dry):
     lin = nn.Linear(8, 4)
     x = torch.randn(16, 8)
@@ -72,6 +82,23 @@ def test_flops_are_counted_and_time_is_extrapolated(dry):
     assert est["outside_loops_s"] == pytest.approx(1.0)
     assert est["flops"] == 100 * 2 * 16 * 8 * 4
     assert est["at_rate_s"] == pytest.approx(est["flops"] / 1e9 + 1.0)
+
+
+def test_host_loops_keep_their_measured_time_at_an_assumed_rate(dry):
+    """CPU-only work (06's fits, run by worker processes) is not translated to an accelerator's FLOP rate."""
+    lin = nn.Linear(8, 4)
+    x = torch.randn(16, 8)
+    for _ in dryrun.loop(10, "device work"):
+        lin(x)
+    for _ in dryrun.loop(40, "host work", parallel=4, host=True):
+        lin(x)
+    dev, host = dryrun.read(dry)
+    assert host["host"] and not dev["host"] and host["parallel"] == 4
+    est = dryrun.estimate([dev, host], wall_s=dev["measured_s"] + host["measured_s"], flops_per_s=1e9)
+    assert est["host_loops_s"] == pytest.approx(40 * host["s_per_iter"])
+    assert est["at_rate_s"] == pytest.approx(10 * dev["flops_per_iter"] / 1e9 + est["host_loops_s"])
+    with pytest.raises(ValueError, match="parallel=0"):
+        list(dryrun.loop(3, "bad", parallel=0))
 
 
 def test_flops_are_counted_through_autograd_grad(dry):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nup_utils import piexp, runtime
+from nup_utils import dryrun, piexp, runtime
 
 TINY = dict(n_train=32, n_test=8, max_iter=5)
 
@@ -169,6 +169,23 @@ def test_run_grid_in_process_equals_run_one():
         torch.set_num_threads(prev)
     assert recs[1]["losses"] == direct["losses"]
     assert torch.get_num_threads() == prev  # run_grid restored it
+
+
+def test_run_grid_in_a_dry_run_fits_one_per_arm_and_plans_the_rest(tmp_path, monkeypatch):
+    """A dry run of 06 fits the first spec of each arm (complete fits), plans every spec at their mean time
+    divided by the workers, and returns one record per spec under that spec's own keys."""
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("NUP_DRY_RUN", "1")
+    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
+    specs = piexp.grid(("F1", "F2"), ("Std", "Exp-3"), (0, 1), TINY, use_cache=False)
+    recs = piexp.run_grid(specs, workers=4)
+    assert [(r["function"], r["arm"], r["seed"]) for r in recs] == [(s["function"], s["arm"], s["seed"]) for s in specs]
+    (line,) = dryrun.read(ledger)
+    assert line["what"] == "pi-expansion fit" and line["planned"] == 8 and line["run"] == 2 and line["parallel"] == 4
+    monkeypatch.delenv("NUP_DRY_RUN")
+    real = piexp.run_grid(specs[:2], workers=1)  # the fits it ran are the real ones
+    assert [r["losses"] for r in recs[:2]] == [r["losses"] for r in real]
+    assert recs[6]["n_params"] == real[0]["n_params"] and recs[7]["n_params"] == real[1]["n_params"]
 
 
 def test_paper_literal_and_primary_paths():
