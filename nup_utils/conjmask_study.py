@@ -521,7 +521,11 @@ def claims(st: Setup, sm: Summary, nup: dict, rules: dict, *, profile: str, logi
             "coupling-predicts-robustness",
             "Higher input-gradient coupling goes with lower robustness across arms",
             rules["coupling-predicts-robustness"],
-            {"spearman_rho": rho_m, **{f"probe_corr_{a}": boot(nup[a]["corr"]) for a in ARMS}},
+            {
+                "spearman_rho": rho_m,
+                **{f"probe_corr_{a}": boot(nup[a]["corr"]) for a in ARMS},
+                "clean_standard": clean_acc["standard"],  # the regime (rules wrapped in verdicts.Regime)
+            },
             profile=profile,
             headline="spearman_rho",
             regime=regime,

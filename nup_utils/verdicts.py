@@ -12,7 +12,9 @@ verdict, and a re-run can be judged by moving those intervals (:func:`borderline
 * :class:`Resolution` — a precision requirement (a measured uncertainty no larger than declared):
   resolved / underpowered; used inside :class:`AllOf` so an estimate too noisy to see the effect
   makes the claim inconclusive instead of letting noise pass for agreement;
-* :class:`AllOf` — a conjunction: the weakest component decides.
+* :class:`AllOf` — a conjunction: the weakest component decides;
+* :class:`Regime` — a rule that decides only in a declared regime (e.g. a baseline at least as accurate
+  as the tier promises): below it the verdict is inconclusive, since the setting says little about the paper's.
 
 Every rule is monotone under widening: a wider interval can only move a verdict towards
 ``inconclusive`` (reproduced -> partially -> inconclusive, not_reproduced -> inconclusive), so low
@@ -297,7 +299,52 @@ class AllOf(Rule):
         return Decision(worst.verdict, lead + (f" (others: {others})" if others else ""))
 
 
-FAMILIES = {c.family: c for c in (Superiority, NonInferiority, Equivalence, Direction, Resolution, AllOf)}
+@dataclass(frozen=True)
+class Regime(Rule):
+    """``rule`` decides only when the run is in the declared regime: the lower end of ``metric``'s interval
+    (e.g. the standard arm's clean accuracy) at least ``floor``; otherwise inconclusive, with what the rule
+    would have said. It reads the lower end, so a wider interval can only leave the regime (monotone)."""
+
+    rule: Rule
+    metric: str
+    floor: float
+    label: str = ""
+    scale: float = 1.0
+    unit: str = ""
+    family = "regime"
+
+    def __post_init__(self):
+        _check_common(self)
+        if not isinstance(self.rule, Rule):
+            raise ValueError(f"rule={self.rule!r}; expected a verdicts.Rule")
+        if not (isinstance(self.floor, (int, float)) and math.isfinite(self.floor)):
+            raise ValueError(f"floor={self.floor!r}; expected a finite number (the regime's lower bound)")
+
+    def metric_names(self):
+        return tuple(dict.fromkeys((*self.rule.metric_names(), self.metric)))
+
+    def outcomes(self):
+        return tuple(v for v in VERDICTS if v in self.rule.outcomes() or v == I)
+
+    def spec(self):
+        return {
+            "family": self.family, "alpha": ALPHA, "rule": self.rule.spec(), "metric": self.metric,
+            "floor": self.floor, "label": self.label, "scale": self.scale, "unit": self.unit,
+        }  # fmt: skip
+
+    def decide(self, metrics):
+        value, lo, hi = self._interval(metrics)
+        inner = self.rule.decide(metrics)
+        if lo >= self.floor:
+            return inner
+        return Decision(
+            I,
+            f"outside the declared regime: {self._show(value, lo, hi)}, lower end below {self._fmt(self.floor)[1:]}; "
+            f"the rule would say {inner.verdict} ({inner.reason})",
+        )
+
+
+FAMILIES = {c.family: c for c in (Superiority, NonInferiority, Equivalence, Direction, Resolution, AllOf, Regime)}
 
 
 def from_spec(spec: dict) -> Rule:
@@ -307,6 +354,9 @@ def from_spec(spec: dict) -> Rule:
         raise ValueError(f"family={family!r}; allowed values: {', '.join(FAMILIES)}")
     if family == "all_of":
         return AllOf(tuple(from_spec(s) for s in spec["rules"]), name=spec.get("name", ""))
+    if family == "regime":
+        keys = ("metric", "floor", "label", "scale", "unit")
+        return Regime(from_spec(spec["rule"]), **{k: spec[k] for k in keys if k in spec})
     cls = FAMILIES[family]
     return cls(**{f.name: spec[f.name] for f in fields(cls) if f.name in spec})
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nup_utils import metrics, results, verdicts
-from nup_utils.verdicts import AllOf, Direction, Equivalence, NonInferiority, Resolution, Superiority
+from nup_utils.verdicts import AllOf, Direction, Equivalence, NonInferiority, Regime, Resolution, Superiority
 
 R, P, NR, I = verdicts.VERDICTS  # noqa: E741
 
@@ -25,6 +25,7 @@ RULES = [
     AllOf((Superiority("x", min_effect=0.1, full_effect=0.3), Direction("y", "+")), name="both"),
     Resolution("x", max_value=0.05),
     AllOf((Superiority("x", min_effect=0.1), Resolution("y", max_value=0.05)), name="precise"),
+    Regime(Direction("x", "+"), "y", floor=0.0, label="baseline accuracy"),
 ]
 
 # one input per outcome of every rule (the underpowered case of Superiority among them)
@@ -68,6 +69,20 @@ def test_resolution_makes_a_noisy_agreement_inconclusive_never_a_failure():
     assert set(rule.outcomes()) == {R, NR, I}
     with pytest.raises(ValueError, match="max_value"):
         Resolution("x", max_value=0)
+
+
+def test_regime_decides_only_inside_the_declared_regime():
+    rule = RULES[9]
+    both = lambda a, b: {**_m(*a), **_m(*b, name="y")}  # noqa: E731
+    assert rule.decide(both((0.01, 0.2), (0.1, 0.3))).verdict == R
+    assert rule.decide(both((-0.2, -0.01), (0.0, 0.3))).verdict == NR  # the floor itself is inside
+    d = rule.decide(both((-0.2, -0.01), (-0.05, 0.3)))  # lower end below the floor: no verdict
+    assert d.verdict == I and "outside the declared regime" in d.reason and "would say not_reproduced" in d.reason
+    assert set(rule.outcomes()) == {R, NR, I} and rule.metric_names() == ("x", "y")
+    with pytest.raises(ValueError, match="floor"):
+        Regime(Direction("x", "+"), "y", floor=float("nan"))
+    with pytest.raises(ValueError, match="rule="):
+        Regime("reproduced", "y", floor=0.5)
 
 
 def test_underpowered_is_inconclusive_and_said():
