@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import dryrun
 from .runtime import eval_mode, progress_disabled
 
 CPU = torch.device("cpu")  # the estimators accumulate in float64 on the CPU, whatever device the model is on
@@ -133,7 +134,8 @@ class DataMixtureSampler:
         fa, fb = self._bounds(box)
         log_mass = torch.log((fb - fa).clamp_min(1e-300))  # (M, D)
         comp = []
-        for j in range(self.centres.shape[0]):
+        # a dry run (dryrun.active()) evaluates the first centres only: the mixture of those, finite, meaningless
+        for j in dryrun.loop(self.centres.shape[0], "IS centre", points=len(x), dim=x.shape[1]):
             z = (x - self.centres[j]) / self.sigma  # (N, D)
             comp.append((-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - math.log(self.sigma) - log_mass[j]).sum(1))
         log_mix = torch.logsumexp(torch.stack(comp, 1), 1) - math.log(len(comp))  # (N,)
@@ -331,6 +333,8 @@ class Estimate:
 
 
 def _finalize(state: str, sums: _Sums, n: int) -> Estimate:
+    """Estimate of one state from its sums; ``n``: the samples (or nodes) the sums hold (in a dry run, the
+    ones actually drawn: fewer than planned, and groups may be empty, which the jackknife tolerates)."""
     if not bool((sums.s0 > 0).any()):
         raise FloatingPointError(f"state={state!r}: every importance weight is zero")
     full = _quantities(*sums.totals())
@@ -412,8 +416,28 @@ class UncertaintyEstimator:
         sums = {s: _Sums(self.groups, box.dim) for s in self.states}
         plan = self._plan()
         starts = range(0, self.n_samples, self.batch_size)
-        for start in tqdm(starts, desc=desc, disable=not self.progress or progress_disabled(), leave=False):
-            n = min(self.batch_size, self.n_samples - start)
+        # A dry run (dryrun.active()) draws the first batch only, times it and plans the rest; outside one
+        # run_batch == batch_size and this is the plain loop over every batch. NUP_DRY_MAX_BATCH caps the batch of
+        # a network's loss (model_loss) only: an analytic loss in a few dimensions (the exactness checks) costs
+        # milliseconds per real batch, and a capped batch's fixed overhead scaled up 1000-fold would be the estimate.
+        model = getattr(loss_fn, "model", None)
+        run_batch = dryrun.batch_cap(self.batch_size) if model is not None else self.batch_size
+        first = min(self.batch_size, self.n_samples)  # samples in the first batch of the real run
+        key = dict(
+            loss=type(model).__name__ if model is not None else "function",
+            params=sum(p.numel() for p in model.parameters()) if model is not None else 0,
+            dim=box.dim,
+            batch=self.batch_size,
+            proposals=[repr(smp) for smp, _ in plan],
+            states=list(self.states),
+        )
+        batches = dryrun.loop(len(starts), "mc batch", steps=1, scale=first / min(run_batch, first), **key)
+        drawn = 0  # samples actually drawn: n_samples, except in a dry run
+        for b in tqdm(
+            batches, total=len(starts), desc=desc, disable=not self.progress or progress_disabled(), leave=False
+        ):
+            start = starts[b]
+            n = min(run_batch, self.n_samples - start)
             group = torch.arange(start, start + n, device=CPU) % self.groups  # samples dealt round-robin into groups
             for sampler, states in plan:  # one forward + one backward per proposal and batch
                 x, log_q = sampler(n, box, gen)  # (n, D) float64, (n,)
@@ -421,7 +445,8 @@ class UncertaintyEstimator:
                 for s in states:
                     log_w, score = _log_w_and_score(s, loss, grad, log_q, x, box)
                     sums[s].add(x, log_w, score, group)
-        return {s: _finalize(s, sums[s], self.n_samples) for s in self.states}
+            drawn += n
+        return {s: _finalize(s, sums[s], drawn) for s in self.states}
 
 
 def gauss_legendre_axis(lo: float, hi: float, panels: int, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -442,13 +467,18 @@ def _quadrature_once(loss_fn, box, panels, order, states, chunk) -> dict[str, Es
     x = torch.cartesian_prod(*axes).reshape(-1, box.dim)  # (n^D, D)
     log_wq = torch.log(torch.cartesian_prod(*wts).reshape(-1, box.dim)).sum(1)  # log quadrature weight
     sums = {s: _Sums(1, box.dim) for s in states}
-    for i in range(0, len(x), chunk):
+    # a dry run (dryrun.active()) evaluates the first chunks only: the sums then cover part of the box (a
+    # pass of at most two chunks is complete); outside one this is the loop over every chunk
+    nodes = 0  # nodes summed: len(x), except in a dry run
+    for c in dryrun.loop(math.ceil(len(x) / chunk), "quadrature chunk", dim=box.dim, chunk=chunk):
+        i = c * chunk
         xb = x[i : i + chunk]
         loss, grad = loss_and_grad(loss_fn, xb)
         for s in states:
             log_w, score = _log_w_and_score(s, loss, grad, -log_wq[i : i + chunk], xb, box)  # q = 1 / weight
             sums[s].add(xb, log_w, score, torch.zeros(len(xb), dtype=torch.int64, device=CPU))
-    return {s: _finalize(s, sums[s], len(x)) for s in states}
+        nodes += len(xb)
+    return {s: _finalize(s, sums[s], nodes) for s in states}
 
 
 def quadrature(
@@ -581,11 +611,14 @@ def class_maps(
     sample points (common random numbers: differences between checkpoints are not sampling noise).
     ``sampler_for_class(k)`` (optional) overrides the estimator's sampler per class (importance sampling).
     """
+    classes = list(classes)
     out = {
         s: {"values": {q: [] for q in QUANTITIES}, "se": {q: [] for q in QUANTITIES}, "ess": []}
         for s in estimator.states
     }
-    for k in classes:
+    # a dry run (dryrun.active()) estimates the first class only (its loops planned once per class) and pads
+    # the rows back to K by repetition, so the maps keep their real (K, D) shapes
+    for k in dryrun.outer(classes):
         gen = torch.Generator().manual_seed(1_000_003 * seed + int(k))
         est = estimator
         if sampler_for_class is not None:
@@ -604,8 +637,8 @@ def class_maps(
             out[s]["ess"].append(e.ess)
     for s in out:
         for part in ("values", "se"):
-            out[s][part] = {q: torch.stack(v) for q, v in out[s][part].items()}
-        out[s]["ess"] = torch.tensor(out[s]["ess"], device=CPU)
+            out[s][part] = {q: dryrun.pad(torch.stack(v), len(classes)) for q, v in out[s][part].items()}
+        out[s]["ess"] = dryrun.pad(torch.tensor(out[s]["ess"], device=CPU), len(classes))
     return out
 
 
