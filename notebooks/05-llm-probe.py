@@ -297,7 +297,8 @@ print(f"wrote {path.name}; wall time {timer.seconds:.0f} s")
 assert all(m["ci95"][0] - 1e-9 <= m["value"] <= m["ci95"][1] + 1e-9 for c in claims for m in c["metrics"].values())
 assert all(a["primary"].count("/") == 2 and a["best_baseline"] in llm_probe.BASELINES for a in ana)
 assert all(r["correct"].shape[1] == len(factworld.TEMPLATES) for r in runs)
-assert all(0 < r["correct"][:, 0].mean() < 1 for r in runs), "both classes needed for detection"
+if runtime.trained(profile):  # needs trained fact-world models (a dry run's few-step model answers nothing right)
+    assert all(0 < r["correct"][:, 0].mean() < 1 for r in runs), "both classes needed for detection"
 assert selection["oracle_any_template"]["value"] >= max(m["value"] for m in selection.values()) - 1e-12
 assert len(llm_probe.load_qa()) >= 500 and len(val_idx) + len(test_idx) == len(qa)
 assert all(sum(real["grades"][w][g] for g in qa_probe.GRADES) == len(test_idx) for w in wordings), (

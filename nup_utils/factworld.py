@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import runtime
+from . import dryrun, runtime
 
 TEMPLATES = (  # {r}: relation word, {e}: the two entity words. Answer follows "a :".
     "q : what is the {r} of {e} ? a :",
@@ -264,8 +264,21 @@ def train_lm(
     )
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="train LM", disable=runtime.progress_disabled(), leave=False):
-        i = torch.randint(0, ids.shape[0], (batch_size,), generator=gen)
+    # a dry run (dryrun.active()) runs the first steps only, at a batch of at most NUP_DRY_MAX_BATCH, and times them
+    run_batch = dryrun.batch_cap(batch_size)  # batch_size, except in a dry run with NUP_DRY_MAX_BATCH
+    cost_key = dict(
+        model=type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+        d_model=getattr(getattr(model, "config", None), "hidden_size", None),
+        layers=getattr(getattr(model, "config", None), "num_hidden_layers", None),
+        batch=batch_size,
+        seq_len=int(ids.shape[1]),
+        vocab=len(tok),
+    )
+    step_iter = dryrun.loop(steps, "LM train step", scale=batch_size / run_batch, **cost_key)
+    for _ in tqdm(step_iter, total=steps, desc="train LM", disable=runtime.progress_disabled(), leave=False):
+        # always draw batch_size indices: the generator's stream is the same in a dry run as in a real one
+        i = torch.randint(0, ids.shape[0], (batch_size,), generator=gen)[:run_batch]  # (run_batch,)
         out = model(input_ids=ids[i].to(device), attention_mask=mask[i].to(device), labels=labels[i].to(device))
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -274,7 +287,8 @@ def train_lm(
         sched.step()
         losses.append(float(out.loss.detach()))
     model.eval()
-    return {"loss": losses}
+    # a dry run's skipped steps repeat the losses it measured (their number is the real one; the values mean nothing)
+    return {"loss": dryrun.pad(losses, steps)}
 
 
 def exposure_bin(n: int) -> str:

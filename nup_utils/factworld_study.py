@@ -14,7 +14,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import cache, factworld, llm_probe, metrics, paper, plotting, results, runtime
+from . import cache, dryrun, factworld, llm_probe, metrics, paper, plotting, results, runtime
 
 DETECTION = ("auroc", "auprc", "prr")
 SHOWN = ("primary probe", *llm_probe.BASELINES, "sampling_agreement")  # scores in the strata and figure
@@ -81,6 +81,12 @@ def run_seed(
     rng = np.random.default_rng(seed)
     val_entities = rng.permutation(world.n_entities)[: int(round(val_fraction * world.n_entities))]
     is_val = np.isin(np.array([q["entity"] for q in qs[0]]), val_entities)
+    if dryrun.active() and not all(0 < correct[m, 0].mean() < 1 for m in (is_val, ~is_val)):
+        # A dry run's model trained a few steps and its scores were padded by repetition, so its answers are all
+        # wrong (one class): detection is undefined and `detection` would stop the notebook. Stand-in labels
+        # (alternating, so both classes in every split and template) let every analysis run at its real size
+        # for the estimate; they mean nothing, and a dry run states no verdict.
+        correct = (np.arange(correct.shape[0])[:, None] + np.arange(T)[None]) % 2 == 0  # (Q, T)
     return {
         "seed": seed,
         "risks": risks,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics, runtime
+from . import dryrun, metrics, runtime
 
 LOSSES = ("prompt_nll", "greedy_nll")
 STATS = ("cos", "ip")
@@ -158,13 +158,22 @@ class PrefillProbe:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         parts, t0 = [], time.perf_counter()
-        for i in tqdm(
-            range(0, len(prompts), self.batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False
-        ):
-            parts.append(self._batch(prompts[i : i + self.batch_size], with_grad))
+        key = dict(
+            model=type(self.model).__name__,
+            params=sum(p.numel() for p in self.model.parameters()),
+            batch=self.batch_size,
+            losses=list(self.losses) if with_grad else [],
+        )
+        # a dry run (dryrun.active()) scores the first batches only (capped by NUP_DRY_MAX_BATCH) and pads below
+        slices = dryrun.batches(len(prompts), self.batch_size, "probe batch", steps=dryrun.STEPS, **key)
+        n_batches = -(-len(prompts) // dryrun.batch_cap(self.batch_size))
+        for sl in tqdm(slices, total=n_batches, desc=desc, disable=runtime.progress_disabled(), leave=False):
+            parts.append(self._batch(prompts[sl], with_grad))
         secs = time.perf_counter() - t0
-        res = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
-        res["sec_per_prompt"] = secs / len(prompts)
+        n_run = sum(len(p["greedy_id"]) for p in parts)  # len(prompts), except in a dry run
+        # (N,) per score; a dry run repeats the scored rows up to N (shapes are real, the values mean nothing)
+        res = {k: dryrun.pad(torch.cat([p[k] for p in parts]), len(prompts)).numpy() for k in parts[0]}
+        res["sec_per_prompt"] = secs / n_run
         res["saved_bytes_per_prompt"] = float(res.pop("saved_bytes").mean())
         if device.type == "cuda":
             res["cuda_peak_bytes"] = float(torch.cuda.max_memory_allocated(device))
@@ -257,8 +266,19 @@ def decode_answers(
     device = next(model.parameters()).device
     model.eval()
     out = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False):
-        enc = encode(prompts[i : i + batch_size])
+    key = dict(
+        model=type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+        batch=batch_size,
+        max_new_tokens=max_new_tokens,
+        greedy=greedy,
+    )
+    # a dry run (dryrun.active()) decodes the first batches only (capped by NUP_DRY_MAX_BATCH) and pads below
+    what = "decode batch" if greedy else "sample batch"
+    slices = dryrun.batches(len(prompts), batch_size, what, steps=dryrun.STEPS, **key)
+    n_batches = -(-len(prompts) // dryrun.batch_cap(batch_size))
+    for sl in tqdm(slices, total=n_batches, desc=desc, disable=runtime.progress_disabled(), leave=False):
+        enc = encode(prompts[sl])
         seqs = generate(
             model,
             enc["input_ids"].to(device),
@@ -269,7 +289,7 @@ def decode_answers(
             greedy=greedy,
         )
         out += [tokenizer.decode(s, skip_special_tokens=True).strip().split("\n")[0].strip() for s in seqs]
-    return out
+    return dryrun.pad(out, len(prompts))  # a dry run repeats the decoded answers up to len(prompts) (strings)
 
 
 @torch.no_grad()
@@ -295,13 +315,22 @@ def greedy_decode(
     device = next(model.parameters()).device
     model.eval()
     lengths = [len(tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"]) for p in prompts]
-    order = np.argsort(lengths, kind="stable")
-    answers, n_new = [None] * len(prompts), [0] * len(prompts)
+    order = np.argsort(lengths, kind="stable")  # (N,) prompt indices, shortest first
+    got_answers, got_n_new = [], []  # in the order of ``order``: answers[order[k]] = got_answers[k]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     t0 = time.perf_counter()
+    key = dict(
+        model=type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+        batch=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
+    # a dry run (dryrun.active()) decodes the first (shortest) batches only, capped by NUP_DRY_MAX_BATCH
+    slices = dryrun.batches(len(prompts), batch_size, "greedy decode batch", steps=dryrun.STEPS, **key)
+    n_batches = -(-len(prompts) // dryrun.batch_cap(batch_size))
     try:
-        for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=runtime.progress_disabled(), leave=False):
-            idx = order[i : i + batch_size]
+        for sl in tqdm(slices, total=n_batches, desc=desc, disable=runtime.progress_disabled(), leave=False):
+            idx = order[sl]
             enc = tokenizer(
                 [prompts[j] for j in idx], return_tensors="np", padding=True, add_special_tokens=add_special_tokens
             )
@@ -314,17 +343,23 @@ def greedy_decode(
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )[:, enc["input_ids"].shape[1] :]  # (b, new) new tokens, pad after EOS
-            for j, row in zip(idx, out.cpu().tolist()):
+            for row in out.cpu().tolist():
                 if tokenizer.eos_token_id in row:
                     row = row[: row.index(tokenizer.eos_token_id)]
-                n_new[j] = len(row)
-                answers[j] = tokenizer.decode(row, skip_special_tokens=True).strip().split("\n")[0].strip()
+                got_n_new.append(len(row))
+                got_answers.append(tokenizer.decode(row, skip_special_tokens=True).strip().split("\n")[0].strip())
     finally:
         tokenizer.padding_side = side
+    secs, n_run = time.perf_counter() - t0, len(got_answers)  # n_run = N, except in a dry run
+    # a dry run repeats the decoded answers (strings) and their lengths up to N, then every prompt gets one
+    got_answers, got_n_new = dryrun.pad(got_answers, len(prompts)), dryrun.pad(got_n_new, len(prompts))
+    answers, n_new = [None] * len(prompts), [0] * len(prompts)
+    for k, j in enumerate(order):  # back to the input order
+        answers[j], n_new[j] = got_answers[k], got_n_new[k]
     return {
         "answers": answers,
         "n_new_tokens": np.array(n_new),
-        "sec_per_prompt": (time.perf_counter() - t0) / len(prompts),
+        "sec_per_prompt": secs / n_run,
     }
 
 
