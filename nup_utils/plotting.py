@@ -12,7 +12,7 @@ if not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import paths  # noqa: E402
+from . import dryrun, paths  # noqa: E402
 
 STYLE = {
     "figure.dpi": 80,  # inline (notebook) copies; files use savefig.dpi
@@ -46,7 +46,10 @@ def errorbar_points(ax, labels, means, lows, highs, *, color=None, label=None, o
 
     x = np.arange(len(labels)) + offset
     means, lows, highs = map(np.asarray, (means, lows, highs))
-    ax.errorbar(x, means, yerr=[means - lows, highs - means], fmt="o", capsize=3, color=color, label=label)
+    yerr = np.array([means - lows, highs - means])  # (2, n)
+    if dryrun.active():  # a dry run's padded numbers mean nothing; an interval may miss its estimate there
+        yerr = np.clip(np.nan_to_num(yerr), 0, None)
+    ax.errorbar(x, means, yerr=yerr, fmt="o", capsize=3, color=color, label=label)
     ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right")
     return ax
 
