@@ -45,3 +45,13 @@ def pytest_collection_modifyitems(config, items):
 def shared_data_dir():
     value = os.environ.get("NUP_DATA_DIR")
     return value if value and os.path.isdir(value) else None
+
+
+@pytest.fixture
+def dry(tmp_path, monkeypatch):
+    """A dry run (nup_utils.dryrun) writing its ledger to a temporary file (returned); batches not capped."""
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("NUP_DRY_RUN", "1")
+    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
+    monkeypatch.delenv("NUP_DRY_MAX_BATCH", raising=False)
+    return ledger

@@ -10,14 +10,6 @@ from torch import nn
 from nup_utils import cache, dryrun, results, run, training, verdicts
 
 
-@pytest.fixture
-def dry(tmp_path, monkeypatch):
-    ledger = tmp_path / "ledger.jsonl"
-    monkeypatch.setenv("NUP_DRY_RUN", "1")
-    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
-    return ledger
-
-
 def test_outside_a_dry_run_nothing_is_cut(tmp_path, monkeypatch):
     monkeypatch.delenv("NUP_DRY_RUN", raising=False)
     assert list(dryrun.loop(5, "x")) == [0, 1, 2, 3, 4]

@@ -15,15 +15,6 @@ PROMPTS = [f"q : what is the colour of fam{i % 2} n{i % 4} ? a :" for i in range
 
 
 @pytest.fixture
-def dry(tmp_path, monkeypatch):
-    ledger = tmp_path / "ledger.jsonl"
-    monkeypatch.setenv("NUP_DRY_RUN", "1")
-    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
-    monkeypatch.delenv("NUP_DRY_MAX_BATCH", raising=False)
-    return ledger
-
-
-@pytest.fixture
 def real(monkeypatch):
     monkeypatch.delenv("NUP_DRY_RUN", raising=False)
     monkeypatch.delenv("NUP_DRY_LEDGER", raising=False)

@@ -14,15 +14,6 @@ D = 6  # a small input dimension: every test here runs in well under a second
 
 
 @pytest.fixture
-def dry(tmp_path, monkeypatch):
-    ledger = tmp_path / "ledger.jsonl"
-    monkeypatch.setenv("NUP_DRY_RUN", "1")
-    monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
-    monkeypatch.delenv("NUP_DRY_MAX_BATCH", raising=False)
-    return ledger
-
-
-@pytest.fixture
 def not_dry(monkeypatch):
     monkeypatch.delenv("NUP_DRY_RUN", raising=False)
     monkeypatch.delenv("NUP_DRY_LEDGER", raising=False)
