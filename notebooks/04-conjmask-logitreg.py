@@ -330,8 +330,9 @@ print(results.verdict_lines(claims))
 #   below the paper's; its verdict holds for this regime only. **Quick's standard arm (width 8, 2,000 training
 #   images) is near 33%, far below issue #17's 65% for the CI tier**: training every arm on all 50,000 images did not
 #   fit the 30-minute CI beside notebooks 02 and 03. The `cpu` tier (width 16, all training images, 25 epochs,
-#   `python -m nup_utils.run --profile cpu`) is the regime meant to carry this notebook's CPU verdicts; it has not
-#   been run yet (the glance at the top says so).
+#   `python -m nup_utils.run --profile cpu`, `results/cpu/04-conjmask-logitreg.json`) carries this notebook's CPU
+#   verdicts: its standard arm is inside the declared regime (the glance at the top shows its verdicts and regime).
+#   That is still well below the paper's ResNet-18 regime (about 88–91%); only full can speak to it.
 # * r (test time) and λ were chosen on a validation split carved from the training subset (first seed only); the
 #   logit-norm variant runs only in full/smoke. Quick attacks are PGD-10/PGD-20 with one restart and EOT over
 #   2 masks, weaker than full's PGD-20/50 with 3 restarts and EOT 8; the adaptive variants (BPDA, no-EOT, unaware)
