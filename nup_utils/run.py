@@ -262,12 +262,20 @@ def dry_lines(stem: str, records: list[dict], wall_s: float) -> tuple[dict, list
     return est, lines
 
 
+def estimable(notebooks: list[Path]) -> list[Path]:
+    """The notebooks a dry run executes and estimates: all but the overview (00), which only reads results."""
+    return [p for p in notebooks if not p.stem.startswith("00-")]
+
+
 def dry_run(
     notebooks: list[Path], profile: str, out_root: Path, *, max_batch: int | None = None
 ) -> tuple[list[dict], dict]:
     """Execute ``notebooks`` as a dry run of ``profile`` (see :mod:`dryrun`); returns (statuses, estimate).
     ``max_batch``: cut every batch to this size too (a CPU check of code paths; the estimate scales up)."""
     base = out_root / f"dry-{profile}"
+    for src in [p for p in notebooks if p not in estimable(notebooks)]:
+        print(f"-> {src.name}: skipped, it runs no experiment (nothing to dry-run or estimate)", flush=True)
+    notebooks = estimable(notebooks)
     os.environ["NUP_DRY_RUN"] = "1"
     if max_batch:
         os.environ["NUP_DRY_MAX_BATCH"] = str(max_batch)

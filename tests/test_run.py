@@ -136,3 +136,16 @@ def test_cpu_tier_runs_only_its_notebooks(tmp_path, capsys, monkeypatch):
     assert report.has_tier("cpu", "02-sbde-accuracy") and not report.has_tier("cpu", "05-llm-probe")
     assert report.not_run("cpu", "05-llm-probe") == "no cpu tier" and report.not_run("full", "05-x") == "not run yet"
     assert set(runtime.TIERS["cpu"]) <= {p.name[:2] for p in paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")}
+
+
+def test_dry_run_skips_the_overview(tmp_path, capsys):
+    """A dry run of every notebook (or a full run's budget check) leaves out 00-overview, which runs no
+    experiment and so cuts no loop (it was reported as a failed dry run and made the estimate incomplete)."""
+    from pathlib import Path
+
+    nbs = [Path("00-overview.ipynb"), Path("02-b.ipynb"), Path("10-c.ipynb")]
+    assert run.estimable(nbs) == nbs[1:]
+    _nb(tmp_path / "00-overview.ipynb", "raise RuntimeError('the overview must not be executed in a dry run')")
+    statuses, est = run.dry_run([tmp_path / "00-overview.ipynb"], "full", tmp_path / "build")
+    assert statuses == [] and est["notebooks"] == {} and est["complete"]
+    assert "00-overview.ipynb: skipped, it runs no experiment" in capsys.readouterr().out
