@@ -273,9 +273,10 @@ def dry_run(
     """Execute ``notebooks`` as a dry run of ``profile`` (see :mod:`dryrun`); returns (statuses, estimate).
     ``max_batch``: cut every batch to this size too (a CPU check of code paths; the estimate scales up)."""
     base = out_root / f"dry-{profile}"
-    for src in [p for p in notebooks if p not in estimable(notebooks)]:
+    kept = estimable(notebooks)
+    for src in (p for p in notebooks if p not in kept):
         print(f"-> {src.name}: skipped, it runs no experiment (nothing to dry-run or estimate)", flush=True)
-    notebooks = estimable(notebooks)
+    notebooks = kept
     os.environ["NUP_DRY_RUN"] = "1"
     if max_batch:
         os.environ["NUP_DRY_MAX_BATCH"] = str(max_batch)
