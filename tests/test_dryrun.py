@@ -201,7 +201,8 @@ def test_runner_dry_run_and_budget(tmp_path, capsys, monkeypatch):
     code = (
         "import time, torch\nfrom nup_utils import dryrun\n"
         "for _ in dryrun.loop(200, 'step'):\n    time.sleep(0.01)\n"
-        "print('profile', PROFILE, 'dry', dryrun.active())"
+        "print('profile', PROFILE, 'dry', dryrun.active())\n"
+        "import os\nprint('figures in', os.environ.get('NUP_FIGURES_DIR'))"
     )
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -209,16 +210,29 @@ def test_runner_dry_run_and_budget(tmp_path, capsys, monkeypatch):
     p.metadata["tags"] = ["parameters"]
     nb.cells = [p, nbformat.v4.new_code_cell(code)]
     nbformat.write(nb, str(nbs / "07-x.ipynb"))
+    nbformat.write(nb, str(nbs / "08-y.ipynb"))
     out_dir = tmp_path / "build"
     args = ["--profile", "full", "--dir", str(nbs), "--out", str(out_dir), "--no-readme"]
     assert run.main([*args, "--dry-run"]) == 0
     printed = capsys.readouterr().out
     est = json.loads((out_dir / "dry-full" / "estimate.json").read_text())
-    assert est["complete"] and 1 < est["total_min"] * 60 < 60  # ~200 x 10 ms planned
+    assert est["complete"] and 2 < est["total_min"] * 60 < 120  # ~2 x 200 x 10 ms planned
     assert "profile full dry True" in (out_dir / "dry-full" / "07-x.ipynb").read_text()
     assert "estimated full time on" in printed and "estimate 07-x" in printed
     assert run.main([*args, "--budget-min", "0.01"]) == 2  # reuses the estimate: same commit, device, notebooks
-    assert "not started" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "not started" in captured.err and "dry run of full" not in captured.out
+    assert "for 2 notebook(s)" in captured.err
+    # a run of some of them reuses the estimate of all: no second dry run, their share of the time
+    assert run.main([*args, "--only", "07", "--budget-min", "0.01"]) == 2
+    captured = capsys.readouterr()
+    assert "dry run of full" not in captured.out and "for 1 notebook(s)" in captured.err
+    one = est["notebooks"]["07-x"]["total_s"] / 60
+    assert f"estimated full time {one:.1f} min" in captured.err
+    # under the budget it runs, and its figures go beside quick's (figures/full), never over them
+    assert run.main([*args, "--only", "07", "--budget-min", "1000"]) == 0
+    ran = (out_dir / "full" / "07-x.ipynb").read_text()
+    assert "profile full dry False" in ran and str(run.paths.REPO_ROOT / "figures" / "full") in ran
     assert run.main(["--profile", "smoke", "--dir", str(nbs), "--dry-run", "--no-readme"]) == 2
     # auto on a GPU (simulated): over the budget, quick runs instead
     real = run.runtime.resolve_profile
