@@ -267,6 +267,22 @@ def estimable(notebooks: list[Path]) -> list[Path]:
     return [p for p in notebooks if not p.stem.startswith("00-")]
 
 
+def _estimate_record(profile: str, per_nb: dict, max_batch: int | None, *, complete: bool) -> dict:
+    """The estimate of a dry run as written to ``estimate.json``; ``complete``: every notebook asked for has
+    run (each one's own ``ok`` says whether its dry run passed)."""
+    return {
+        "profile": profile,
+        "commit": runtime.git_commit(),
+        "device": runtime.device_name(runtime.resolve_device("auto")),
+        "notebooks": per_nb,
+        "total_min": sum(v["total_s"] for v in per_nb.values()) / 60,
+        "total_min_at_assumed_rate": sum(v["at_rate_s"] for v in per_nb.values()) / 60,
+        "assumed_rate": {"label": ASSUMED_RATE[0], "flops_per_s": ASSUMED_RATE[1]},
+        "complete": complete and all(v["ok"] for v in per_nb.values()),
+        "max_batch": max_batch,  # None: the real batch sizes (the estimate to trust on a GPU)
+    }
+
+
 def dry_run(
     notebooks: list[Path], profile: str, out_root: Path, *, max_batch: int | None = None
 ) -> tuple[list[dict], dict]:
@@ -302,6 +318,10 @@ def dry_run(
             print("\n".join(lines), flush=True)
             per_nb[src.stem] = {**est, "dry_run_s": secs, "ok": ok, "by_what": dryrun.by_what(records)}
             statuses.append({"name": src.stem, "ok": ok, "seconds": secs, "error": err})
+            # kept after every notebook (complete: false until the last): a dry run stopped part-way (a lease
+            # running out) still leaves the estimates it made
+            estimate = _estimate_record(profile, per_nb, max_batch, complete=len(per_nb) == len(notebooks))
+            paths.atomic_write_json(base / "estimate.json", estimate)
     finally:
         for var in (
             "NUP_DRY_RUN",
@@ -312,18 +332,7 @@ def dry_run(
             "NUP_FIGURES_DIR",
         ):
             os.environ.pop(var, None)
-    total = sum(v["total_s"] for v in per_nb.values())
-    estimate = {
-        "profile": profile,
-        "commit": runtime.git_commit(),
-        "device": runtime.device_name(runtime.resolve_device("auto")),
-        "notebooks": per_nb,
-        "total_min": total / 60,
-        "total_min_at_assumed_rate": sum(v["at_rate_s"] for v in per_nb.values()) / 60,
-        "assumed_rate": {"label": ASSUMED_RATE[0], "flops_per_s": ASSUMED_RATE[1]},
-        "complete": all(v["ok"] for v in per_nb.values()),
-        "max_batch": max_batch,  # None: the real batch sizes (the estimate to trust on a GPU)
-    }
+    estimate = _estimate_record(profile, per_nb, max_batch, complete=True)
     paths.atomic_write_json(base / "estimate.json", estimate)
     print(
         f"\nestimated {profile} time on {estimate['device']}: {estimate['total_min']:.1f} min "

@@ -319,3 +319,31 @@ def test_a_chunk_stops_before_training_and_resumes(tmp_path, monkeypatch, capsys
     assert "paused at the chunk deadline" in out and "not started: chunk deadline" in out
     monkeypatch.delenv("NUP_DEADLINE", raising=False)
     assert run.main(args) == 0
+
+
+def test_budget_check_uses_the_notebooks_a_dry_run_passed(tmp_path, capsys, monkeypatch):
+    """The estimate is kept after each notebook: a dry run in which one notebook failed (or that stopped part-way)
+    still estimates the ones that passed, and a full run of those reuses it; a run of the failed one cannot."""
+    for var in ("NUP_DRY_RUN", "NUP_DRY_LEDGER", "NUP_RESULTS_DIR", "NUP_FIGURES_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name, body in (("07-x", "for _ in dryrun.loop(50, 'step'):\n    pass"), ("08-y", "raise RuntimeError('boom')")):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        p = nbformat.v4.new_code_cell('PROFILE = "auto"')
+        p.metadata["tags"] = ["parameters"]
+        nb.cells = [p, nbformat.v4.new_code_cell("from nup_utils import dryrun\n" + body)]
+        nbformat.write(nb, str(nbs / f"{name}.ipynb"))
+    out_dir = tmp_path / "build"
+    args = ["--profile", "full", "--dir", str(nbs), "--out", str(out_dir), "--no-readme"]
+    assert run.main([*args, "--dry-run"]) == 1
+    est = json.loads((out_dir / "dry-full" / "estimate.json").read_text())
+    assert not est["complete"] and est["notebooks"]["07-x"]["ok"] and not est["notebooks"]["08-y"]["ok"]
+    capsys.readouterr()
+    assert run.main([*args, "--only", "07", "--budget-min", "0.01"]) == 2
+    captured = capsys.readouterr()
+    assert "dry run of full" not in captured.out and "for 1 notebook(s)" in captured.err
+    assert run.main([*args, "--only", "08", "--budget-min", "1000"]) == 2  # a new dry run, which fails again
+    captured = capsys.readouterr()
+    assert "dry run of full" in captured.out and "the dry run failed" in captured.err
