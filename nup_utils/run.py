@@ -244,8 +244,10 @@ def summary(statuses: list[dict], profile: str) -> str:
 
 FULL_BUDGET_MIN = 60.0  # issue #17: all of full on one GPU (an H100 in the issue) in an hour
 # FLOP rate used only to translate a dry run's counted FLOPs into a time on a device that was not measured:
-# ours, an assumption (about a quarter of an H100's 989 dense bf16 TFLOP/s), printed beside the measured estimate
-ASSUMED_RATE = ("H100 at an assumed sustained 250 TFLOP/s (ours, not measured)", 250e12)
+# ours, an assumption (about a quarter of an H100's 989 dense bf16 TFLOP/s), printed beside the measured estimate.
+# A floor, not an estimate: on an H200 (results/benchmarks/dry-run-full-nvidia-h200.json) the measured estimate
+# of 01-04 and 06 was 626 min against 41.9 min at this rate (attacks and small models run far below it)
+ASSUMED_RATE = ("H100 at an assumed sustained 250 TFLOP/s (ours, not measured; a floor)", 250e12)
 
 
 def dry_lines(stem: str, records: list[dict], wall_s: float) -> tuple[dict, list[str]]:
