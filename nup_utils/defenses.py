@@ -267,7 +267,7 @@ def run_suite(
     """{name: bool (N,)} robust correctness under each attack. Images outside ``only`` (e.g. clean
     mistakes of the deployed system) count as not robust and are not attacked."""
     only = torch.ones(len(x), dtype=torch.bool) if only is None else only.cpu()
-    idx = torch.nonzero(only).flatten()
+    idx = torch.nonzero(dryrun.attacked(only)).flatten()  # a dry run: every image (its models are untrained)
     out = {}
     for name, atk in tqdm(suite.items(), desc=desc, disable=progress_disabled(), leave=False):
         res = torch.zeros(len(x), dtype=torch.bool)

@@ -488,7 +488,7 @@ def threat_model_correct(
         correct(tf(x[sl].to(device)), y[sl].to(device)) for sl in dryrun.batches(len(x), batch_size, "clean batch")
     ]
     ok = dryrun.pad(torch.cat(clean), len(x))
-    idx = torch.nonzero(ok).flatten()
+    idx = torch.nonzero(dryrun.attacked(ok)).flatten()  # a dry run: every image (its models are untrained)
     for sl in dryrun.batches(len(idx), batch_size, "threat batch"):
         j = idx[sl]
         xb, yb = tf(x[j.to(x.device)].to(device)), y[j.to(y.device)].to(device)  # (B, C, KH, KW)

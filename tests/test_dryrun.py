@@ -347,3 +347,32 @@ def test_budget_check_uses_the_notebooks_a_dry_run_passed(tmp_path, capsys, monk
     assert run.main([*args, "--only", "08", "--budget-min", "1000"]) == 2  # a new dry run, which fails again
     captured = capsys.readouterr()
     assert "dry run of full" in captured.out and "the dry run failed" in captured.err
+
+
+def test_a_dry_run_attacks_every_image_not_only_the_clean_correct(dry, monkeypatch):
+    """03 and 04 attack only the images the model classifies correctly when clean. A dry run's models are untrained
+    (about a tenth correct), so filtering on them timed and planned the attacks on a tenth of a real run's images
+    (seen on an H200): a dry run attacks every image, the upper bound of a real run's work."""
+    from nup_utils import defenses, sbde
+
+    seen = []
+
+    class Recorder:  # an attack that only records how many images it was given
+        def __call__(self, model, x, y):
+            seen.append(len(x))
+            return x
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x, y = torch.rand(40, 3, 8, 8), torch.randint(0, 10, (40,))
+    only = torch.zeros(40, dtype=torch.bool)
+    only[:3] = True
+    assert dryrun.attacked(only).all() and dryrun.attacked(only).dtype == torch.bool
+    defenses.run_suite(model, x, y, {"rec": Recorder()}, only=only, batch_size=64)
+    tf = sbde.arm_transform("baseline")
+    sbde.threat_model_correct(model, tf, lambda **kw: Recorder(), x, y, threats=("a",), batch_size=64)
+    assert seen == [40, 40]
+    monkeypatch.setenv("NUP_DRY_RUN", "0")  # a real run attacks only the images in `only` (and the correct ones)
+    seen.clear()
+    assert dryrun.attacked(only) is only
+    defenses.run_suite(model, x, y, {"rec": Recorder()}, only=only, batch_size=64)
+    assert seen == [3]
