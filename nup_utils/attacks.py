@@ -380,26 +380,33 @@ class AutoAttack:
         import torchattacks as ta
 
         net = model if self.transform is None else _Through(model, self.transform)
-        # a dry run: DRY_STEPS iterations, one target class and DRY_QUERIES queries, timed; the time is scaled by
-        # the ratio of gradient-step equivalents, planned / run (a query ~ 1/3 of a gradient step); an upper
-        # bound, since in a dry run every part runs on every image, none broken by the part before
-        dry = dryrun.active()
-        steps = min(self.steps, DRY_STEPS) if dry else self.steps
-        queries = min(self.n_queries, DRY_QUERIES) if dry else self.n_queries
-        targets = 1 if dry else self.n_targets
-        eot = 1 if dry else self.eot
-
-        def work(s, t, q, e):  # gradient-step equivalents of one image's attack
-            per_part = {"apgd-ce": s * (e if self.version == "rand" else 1), "apgd-dlr": s * e}
-            per_part |= {"apgd-t": s * t, "fab-t": s * t, "square": q / 3}
-            return sum(per_part[p] for p in self.parts)
-
-        scale = work(self.steps, self.n_targets, self.n_queries, self.eot) / work(steps, targets, queries, eot)
-        key = dict(batch=len(x), image=tuple(x.shape[1:]), parts=self.parts, steps=self.steps)
         with eval_mode(model):
-            for _ in dryrun.loop(1, "autoattack", scale=scale, **key):
-                comps = self.components(net, steps=steps, n_queries=queries, n_targets=targets, eot=eot)
-                atk = comps[0] if len(comps) == 1 else ta.MultiAttack(comps)
+            if not dryrun.active():
+                comps = self.components(net)
+                return (comps[0] if len(comps) == 1 else ta.MultiAttack(comps))(x, y).detach()
+            return self._dry(net, x)
+
+    def _dry(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A dry run: each part alone, DRY_STEPS iterations, one target class, DRY_QUERIES queries, one EOT draw,
+        timed, its time scaled by that part's gradient-step equivalents, planned / run (a query ~ 1/3 of a
+        gradient step). An upper bound of a real run: every part works on every image. The labels are the
+        untrained model's own predictions, since the library's parts skip the images a model already gets wrong
+        (a tenth of them right would time the parts on a tenth of the images); in a real run, MultiAttack hands
+        a part only the images the parts before it left robust."""
+
+        def work(p, s, t, q, e):  # gradient-step equivalents of one image's attack by part p
+            per_part = {"apgd-ce": s * (e if self.version == "rand" else 1), "apgd-dlr": s * e}
+            return (per_part | {"apgd-t": s * t, "fab-t": s * t, "square": q / 3})[p]
+
+        steps, queries = min(self.steps, DRY_STEPS), min(self.n_queries, DRY_QUERIES)
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        comps = self.components(net, steps=steps, n_queries=queries, n_targets=1, eot=1)
+        key = dict(batch=len(x), image=tuple(x.shape[1:]), parts=self.parts, steps=self.steps)
+        out = x
+        for p, atk in zip(self.parts, comps, strict=True):
+            scale = work(p, self.steps, self.n_targets, self.n_queries, self.eot) / work(p, steps, 1, queries, 1)
+            for _ in dryrun.loop(1, "autoattack", scale=scale, part=p, **key):
                 out = atk(x, y).detach()
         return out
 
@@ -426,9 +433,12 @@ class Square:
         import torchattacks as ta
 
         net = model if self.transform is None else _Through(model, self.transform)
-        queries = min(self.n_queries, DRY_QUERIES) if dryrun.active() else self.n_queries  # see AutoAttack
+        queries = min(self.n_queries, DRY_QUERIES) if dryrun.active() else self.n_queries  # see AutoAttack._dry
         key = dict(batch=len(x), image=tuple(x.shape[1:]), n_queries=self.n_queries)
         with eval_mode(model):
+            if dryrun.active():  # the untrained model's own labels: every image searched (an upper bound)
+                with torch.no_grad():
+                    y = net(x).argmax(1)
             norm = "Linf" if self.norm == "linf" else "L2"
             for _ in dryrun.loop(1, "square", scale=self.n_queries / queries, **key):
                 out = ta.Square(net, norm=norm, eps=self.eps, n_queries=queries, seed=self.seed)(x, y).detach()

@@ -256,8 +256,9 @@ def test_autoattack_and_pgd_in_a_dry_run(dry):
     pgd = attacks.PGD(eps=8 / 255, step=2 / 255, steps=50, restarts=3)
     assert attacks.robust_correct(model, pgd, x, y, batch_size=4).shape == (6,)
     recs = dryrun.read(dry)
-    (a,) = [r for r in recs if r["what"] == "autoattack"]
-    assert a["scale"] == pytest.approx((100 + 900 + 900 + 5000 / 3) / (2 + 2 + 2 + 10 / 3))
+    # each part alone, scaled by its own work: 100 steps, 9 targets x 100 steps (twice), 5000 queries ~ 5000/3
+    scales = {r["key"]["part"]: r["scale"] for r in recs if r["what"] == "autoattack"}
+    assert scales == pytest.approx({"apgd-ce": 50.0, "apgd-t": 450.0, "fab-t": 450.0, "square": 500.0})
     steps = [r for r in recs if r["what"] == "pgd step"]
     assert len(steps) == 1 and steps[0]["planned_total"] == 50 * 3 * 2  # one batch of two, one restart of three
 
@@ -279,8 +280,32 @@ def test_eot_draws_are_cut_and_scaled(dry):
     draws = [r for r in recs if r["what"] == "eot draw"]
     assert draws and all(r["run"] == 1 and r["planned"] == 8 for r in draws)
     assert sum(r["planned_total"] for r in draws) == 8 * 10 + 8  # 10 gradient steps and the final score
-    (a,) = [r for r in recs if r["what"] == "autoattack"]
-    assert a["scale"] == pytest.approx((100 * 20 + 100 * 20) / (2 * 1 + 2 * 1))
+    scales = {r["key"]["part"]: r["scale"] for r in recs if r["what"] == "autoattack"}
+    assert scales == pytest.approx({"apgd-ce": 100 * 20 / 2, "apgd-dlr": 100 * 20 / 2})
+
+
+def test_a_dry_autoattack_works_on_every_image(dry):
+    """The library's parts skip images the model already gets wrong, and a dry run's model is untrained: its parts
+    run on the model's own labels, so every image is attacked (the upper bound the estimate claims to be)."""
+    from nup_utils import attacks
+
+    class Counting(nn.Module):  # records the batch of every forward that an input gradient flows through
+        def __init__(self):
+            super().__init__()
+            self.net, self.grad_batches = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)), []
+
+        def forward(self, z):
+            if z.requires_grad:
+                self.grad_batches.append(len(z))
+            return self.net(z)
+
+    torch.manual_seed(0)
+    model = Counting().eval()
+    x = torch.rand(8, 3, 8, 8)
+    y = (model(x).argmax(1) + 1) % 10  # every image wrong: the library would attack none of them
+    out = attacks.AutoAttack(eps=8 / 255, steps=100, parts=("apgd-ce",))(model, x, y)
+    assert model.grad_batches and set(model.grad_batches) == {8}  # every gradient step on all eight images
+    assert out.shape == x.shape and float((out - x).abs().max()) <= 8 / 255 + 1e-6
 
 
 def test_a_chunk_stops_before_training_and_resumes(tmp_path, monkeypatch, capsys):
