@@ -259,6 +259,9 @@ def train_and_measure(
             desc=f"{ds} seed {s}",
         )
         out["cache_hits"].append(hit)
+        # the measurements (attacks, Monte Carlo gradients) in channels_last: about 1.3x faster for these
+        # convolutions on a CPU (oneDNN), the same numbers up to float rounding; the training above is unchanged
+        model = model.to(memory_format=torch.channels_last)
         out["run"][s] = {}
         for epoch in dryrun.outer(list(ckpts)):
             model.load_state_dict(ckpts[epoch])
