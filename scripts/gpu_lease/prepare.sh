@@ -31,7 +31,7 @@ assert not missing, f"not in requirements.lock: {missing}"
 print("\n".join("\n".join(ln for ln in b.splitlines() if not ln.strip().startswith("#")) for b in kept))
 PYEOF
 $PY -m pip download -q --require-hashes --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  $(for n in 1 17 24 26 27 28 31 34; do echo "--platform manylinux_2_${n}_x86_64"; done) \
+  $(for n in 17 24 26 27 28 31 34; do echo "--platform manylinux_2_${n}_x86_64"; done) \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$D/whl" -r "$D/req-device.txt"
 # data
 tmp=$(mktemp -d)
