@@ -43,7 +43,7 @@
 # | attacks | FGSM, PGD-20, PGD-50 with 3 restarts (full); **quick: PGD-10 and PGD-20, 1 restart, EOT 2** (CPU budget; no PGD-50); L∞, ε ∈ {2, 4, 8}/255 in full, **{2, 8}/255 in quick and cpu** (CPU budget: AutoAttack at every arm and ε), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
 # | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT `aa_eot` = 20) for the random-mask defence. Full: the reference (100 steps, APGD-T and FAB-T over 9 targets, Square 5,000 queries); **quick: 20 steps, APGD-CE + APGD-T over 3 targets + Square 300 queries, no FAB-T** | Croce & Hein 2020 (full) / ours (quick cut, CPU budget) |
 # | gradient-free check | Square alone (the same queries) on every arm at the largest ε; an arm where it beats all gradient attacks together is flagged for gradient masking | ours (Carlini et al. 2019) |
-# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (300 in quick, 500 in cpu, 1,000 in full) | ours (RobustBench-style counts) |
+# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (200 in quick, 500 in cpu, 1,000 in full) | ours (RobustBench-style counts; quick: the CI budget) |
 # | seeds | `N_SEEDS` training seeds (2 in quick and cpu, 3 in full); every interval is a two-level bootstrap over test images **and** seeds | ours |
 # | adaptive attacks | ConjMask: PGD/FGSM through the mask (selection constant) + BPDA; random masks: EOT over `EOT` draws | ours (required by the project) |
 # | transfer attack | PGD-20 crafted on another arm's model (the standard one; for the standard arm the LogitReg one) | ours |
@@ -95,7 +95,7 @@ setup = conjmask_study.Setup(
     n_train=pick(smoke=80, quick=2400, cpu=50000, full=50000),  # train subset incl. validation
     n_val=pick(smoke=20, quick=400, cpu=5000, full=5000),  # carved out of the train subset
     n_test=pick(smoke=12, quick=1000, cpu=10000, full=10000),  # test images for clean accuracy
-    n_atk=pick(smoke=4, quick=300, cpu=500, full=1000),  # a balanced, shuffled subset of them is attacked
+    n_atk=pick(smoke=4, quick=200, cpu=500, full=1000),  # a balanced, shuffled subset of them is attacked
     n_sel=pick(smoke=8, quick=150, cpu=500, full=1000),  # validation images for the selection
     epochs=pick(smoke=1, quick=5, cpu=25, full=30),  # full: issue #17's hour on one GPU (before: 60); cpu: was 20
     schedule=pick(smoke="cosine", quick="onecycle", cpu="onecycle", full="onecycle"),
@@ -156,7 +156,12 @@ print(paper.P2)
 # so every rule would have been gated to inconclusive; no robustness number of that run was seen. Rules, floor and
 # thresholds unchanged.
 #
-# *Revised (issue #17), before this run:* quick attacks 300 images instead of 500: notebooks 02 and 03 now train
+# *Revised (issue #17), before this run:* quick attacks 200 images instead of 300. A fresh-clone CI took 30.6
+# minutes on the CI's kind of CPU, 231 s of this notebook's 290 s being its attacks; quick decides none of this
+# notebook's claims (its standard arm is below the regime floor), so its attack sample is what the CI budget
+# leaves. The cpu tier (500 images) carries the verdicts. Rules and thresholds unchanged.
+#
+# *Revised (issue #17), before an earlier run:* quick attacks 300 images instead of 500: notebooks 02 and 03 now train
 # on all 50,000 training images, and a fresh-clone CI of that version took 30.2 minutes (this notebook 344 s of
 # it), over the 30-minute budget. The longer `cpu` tier (width 16, all training images) attacks 500. Rules
 # and thresholds unchanged.

@@ -21,6 +21,7 @@ Outside a dry run every function here is a no-op wrapper: ``loop(n)`` is ``range
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -51,6 +52,17 @@ def batch_cap(batch: int) -> int:
     if not raw.isdigit() or int(raw) < 2:
         raise ValueError(f"NUP_DRY_MAX_BATCH={raw!r}; expected an integer >= 2 (batch norm needs two samples)")
     return min(batch, int(raw))
+
+
+def steps_cap(steps: int) -> int:
+    """Iterations a cut loop runs: ``steps``, or at most ``NUP_DRY_MAX_STEPS`` when that is set (a code-path check
+    in CI: one iteration per loop, whose time then includes the warm-up the second iteration would leave out)."""
+    raw = os.environ.get("NUP_DRY_MAX_STEPS", "").strip()
+    if not raw:
+        return steps
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"NUP_DRY_MAX_STEPS={raw!r}; expected an integer >= 1")
+    return min(steps, int(raw))
 
 
 def planned_dir() -> Path | None:
@@ -156,7 +168,7 @@ def loop(
     if not active() or n <= 0:
         yield from range(n)
         return
-    run = min(n, max(1, int(steps)))
+    run = min(n, max(1, steps_cap(int(steps))))
     frame = {"n": n / run, "inner_s": 0.0, "inner_flops": 0}  # inner loops' planned counts scale by n/run
     times, inner, flops = [], [], None
     _STACK.append(frame)
@@ -256,10 +268,15 @@ def pad(t: torch.Tensor | list, n: int) -> torch.Tensor | list:
 
 # ---------------------------------------------------------------- reading a ledger
 def read(path: str | Path) -> list[dict]:
+    """A ledger's lines (a ``.jsonl`` file, or ``.jsonl.gz`` as committed); [] when there is none."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if path.suffix == ".gz":
+        text = gzip.decompress(path.read_bytes()).decode()
+    else:
+        text = path.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def estimate(records: list[dict], wall_s: float, *, flops_per_s: float | None = None) -> dict:
@@ -285,6 +302,65 @@ def estimate(records: list[dict], wall_s: float, *, flops_per_s: float | None = 
         out["at_rate_s"] = device_flops / flops_per_s + host_s + rest
         out["rate_flops_per_s"] = flops_per_s
     return out
+
+
+ENGINE_FIELDS = ("precision", "channels_last")  # chosen per device (benchmark.resolve_engine): not the work itself
+
+
+def _match_key(r: dict) -> str:
+    key = {k: v for k, v in r["key"].items() if k not in ENGINE_FIELDS}
+    return json.dumps([r["what"], key], sort_keys=True, default=str)
+
+
+# An attack part's gradient-step equivalents (AutoAttack._dry, Square) run at the rate PGD steps achieved on the
+# reference device: a reference dry run made before the attacks were timed as upper bounds (commit f95b1d7) timed
+# their parts on a few images each, so its own "autoattack" and "square" lines are not evidence of a rate
+RATE_PROXY = {"autoattack": "pgd step", "square": "pgd step"}
+
+
+def calibrated(records: list[dict], reference: list[dict], *, outside_s: float) -> dict:
+    """The time of the work in ``records`` (a dry run's ledger from here) on the device where ``reference`` (a
+    dry run's ledger at the real batch sizes) was measured, loop by loop, most direct evidence first:
+
+    * ``matched``: a reference loop with the same label and cost key (the engine fields, chosen per device,
+      left out): its measured seconds per iteration there;
+    * ``by_rate``: else the FLOPs counted here at the FLOP rate that reference loops with the same label (an
+      attack: PGD steps, :data:`RATE_PROXY`) achieved there over all their planned work (no such loop: the rate
+      of all reference loops together);
+    * ``here``: no FLOPs counted and no reference loop with the label: the time measured here.
+
+    ``outside_s``: the time outside cut loops, taken from the reference run of the same notebook (code that
+    ran in full there). Returns the total and each part, so a reader sees how much of it was measured there."""
+    ref_s: dict[str, list[float]] = {}
+    work: dict[str, list[float]] = {}  # what -> [planned FLOPs, planned seconds] over loops with counted FLOPs
+    slowest: dict[str, float] = {}
+    for r in reference:
+        ref_s.setdefault(_match_key(r), []).append(r["s_per_iter"])
+        if (r.get("flops_per_iter") or 0) > 0 and r["s_per_iter"] > 0:
+            w = work.setdefault(r["what"], [0.0, 0.0])
+            w[0] += r["planned_total"] * r["flops_per_iter"]
+            w[1] += r["planned_total"] * r["s_per_iter"]
+        slowest[r["what"]] = max(r["s_per_iter"], slowest.get(r["what"], 0.0))
+    every = [sum(w[0] for w in work.values()), sum(w[1] for w in work.values())]
+
+    def rate(what: str) -> float | None:
+        f, s = work.get(RATE_PROXY.get(what, what)) or every
+        return f / s if f > 0 and s > 0 else None
+
+    parts = {"matched": 0.0, "by_rate": 0.0, "here": 0.0}
+    for r in records:
+        hit = None if r["what"] in RATE_PROXY else ref_s.get(_match_key(r))
+        flops = r.get("flops_per_iter") or 0
+        if hit:
+            parts["matched"] += r["planned_total"] * sum(hit) / len(hit)
+        elif flops and rate(r["what"]):
+            parts["by_rate"] += r["planned_total"] * flops / rate(r["what"])
+        elif r["what"] in slowest:  # uncounted work (e.g. a sampling loop): its slowest reference time
+            parts["matched"] += r["planned_total"] * slowest[r["what"]]
+        else:
+            parts["here"] += r["planned_total"] * r["s_per_iter"]
+    total = sum(parts.values()) + outside_s
+    return {**{f"{k}_s": v for k, v in parts.items()}, "outside_loops_s": outside_s, "total_s": total}
 
 
 def by_what(records: list[dict]) -> list[tuple[str, float, float]]:

@@ -250,8 +250,39 @@ FULL_BUDGET_MIN = 60.0  # issue #17: all of full on one GPU (an H100 in the issu
 ASSUMED_RATE = ("H100 at an assumed sustained 250 TFLOP/s (ours, not measured; a floor)", 250e12)
 
 
-def dry_lines(stem: str, records: list[dict], wall_s: float) -> tuple[dict, list[str]]:
-    """One notebook's estimate from its dry run (:func:`dryrun.estimate`) and lines saying where its time goes."""
+def reference_runs(profile: str, folder: Path | None = None) -> list[dict]:
+    """The committed dry runs of ``profile`` made on an accelerator at the real batch sizes, with their ledgers:
+    ``results/benchmarks/dry-run-<profile>-<device>.json`` and the folder ``…-ledgers/`` beside it (one gzipped
+    ledger per notebook). Each as {"device", "commit", "record" (file name), "ledger" (every notebook's loops
+    pooled: the same work on the same device costs the same in any notebook), "outside_s" {notebook: seconds}}."""
+    import json
+
+    folder = paths.REPO_ROOT / "results" / "benchmarks" if folder is None else folder
+    refs = []
+    for rec in sorted(folder.glob(f"dry-run-{profile}-*.json")):
+        doc = json.loads(rec.read_text())
+        ledgers = rec.with_name(rec.stem + "-ledgers")
+        cut = doc.get("max_batch") or doc.get("max_steps")  # batches or steps cut: not the real run's times
+        if doc.get("device", "cpu").startswith("cpu") or cut or not ledgers.is_dir():
+            continue
+        pooled = [r for f in sorted(ledgers.glob("ledger-*.jsonl*")) for r in dryrun.read(f)]
+        if pooled:
+            outside = {k: v["outside_loops_s"] for k, v in doc["notebooks"].items() if v.get("ok")}
+            refs.append(
+                {
+                    "device": doc["device"],
+                    "commit": doc["commit"],
+                    "record": rec.name,
+                    "ledger": pooled,
+                    "outside_s": outside,
+                }
+            )
+    return refs
+
+
+def dry_lines(stem: str, records: list[dict], wall_s: float, refs: list[dict] | None = None) -> tuple[dict, list[str]]:
+    """One notebook's estimate from its dry run (:func:`dryrun.estimate`), its time on each reference device
+    (:func:`reference_runs`, :func:`dryrun.calibrated`) and lines saying where its time goes."""
     est = dryrun.estimate(records, wall_s, flops_per_s=ASSUMED_RATE[1])
     lines = [
         f"   estimate {stem}: {est['total_s'] / 60:.1f} min here ({est['loops']} cut loops "
@@ -259,6 +290,19 @@ def dry_lines(stem: str, records: list[dict], wall_s: float) -> tuple[dict, list
         f"{est['flops'] / 1e15:.2f} PFLOP counted -> {est['at_rate_s'] / 60:.1f} min on an {ASSUMED_RATE[0]}"
         + (f", of which {est['host_loops_s'] / 60:.1f} min CPU-only work timed here" if est["host_loops_s"] else "")
     ]
+    est["calibrated"] = {}
+    for ref in refs or []:
+        # time outside the cut loops: the reference's own for this notebook, else this dry run's (ran in full here)
+        outside = ref["outside_s"].get(stem, est["outside_loops_s"])
+        cal = {**dryrun.calibrated(records, ref["ledger"], outside_s=outside), "reference": ref["record"]}
+        est["calibrated"][ref["device"]] = cal
+        lines.append(
+            f"   on {ref['device']} (its measured throughput, {ref['record']}, commit {ref['commit'][:8]}): "
+            f"{cal['total_s'] / 60:.1f} min = {cal['matched_s'] / 60:.1f} min of loops measured there "
+            f"+ {cal['by_rate_s'] / 60:.1f} min of FLOPs at rates measured there "
+            f"+ {cal['here_s'] / 60:.1f} min timed here "
+            f"+ {cal['outside_loops_s'] / 60:.1f} min outside the loops"
+        )
     for what, secs, flops in dryrun.by_what(records)[:4]:
         lines.append(f"      {what:18s} {secs / 60:8.1f} min here  {flops / 1e15:8.3f} PFLOP")
     return est, lines
@@ -269,7 +313,9 @@ def estimable(notebooks: list[Path]) -> list[Path]:
     return [p for p in notebooks if not p.stem.startswith("00-")]
 
 
-def _estimate_record(profile: str, per_nb: dict, max_batch: int | None, *, complete: bool) -> dict:
+def _estimate_record(
+    profile: str, per_nb: dict, max_batch: int | None, *, complete: bool, max_steps: int | None = None
+) -> dict:
     """The estimate of a dry run as written to ``estimate.json``; ``complete``: every notebook asked for has
     run (each one's own ``ok`` says whether its dry run passed)."""
     return {
@@ -279,17 +325,30 @@ def _estimate_record(profile: str, per_nb: dict, max_batch: int | None, *, compl
         "notebooks": per_nb,
         "total_min": sum(v["total_s"] for v in per_nb.values()) / 60,
         "total_min_at_assumed_rate": sum(v["at_rate_s"] for v in per_nb.values()) / 60,
+        # the same work on each reference device, from the throughput measured there (reference_runs)
+        "total_min_on": {
+            dev: sum(v["calibrated"][dev]["total_s"] for v in per_nb.values()) / 60
+            for dev in {d for v in per_nb.values() for d in v.get("calibrated", {})}
+            if all(dev in v.get("calibrated", {}) for v in per_nb.values())
+        },
         "assumed_rate": {"label": ASSUMED_RATE[0], "flops_per_s": ASSUMED_RATE[1]},
         "complete": complete and all(v["ok"] for v in per_nb.values()),
         "max_batch": max_batch,  # None: the real batch sizes (the estimate to trust on a GPU)
+        "max_steps": max_steps,  # None: the dry run's own steps (warm-up left out of the timing)
     }
 
 
 def dry_run(
-    notebooks: list[Path], profile: str, out_root: Path, *, max_batch: int | None = None
+    notebooks: list[Path],
+    profile: str,
+    out_root: Path,
+    *,
+    max_batch: int | None = None,
+    max_steps: int | None = None,
 ) -> tuple[list[dict], dict]:
     """Execute ``notebooks`` as a dry run of ``profile`` (see :mod:`dryrun`); returns (statuses, estimate).
-    ``max_batch``: cut every batch to this size too (a CPU check of code paths; the estimate scales up)."""
+    ``max_batch``: cut every batch to this size too (a CPU check of code paths; the estimate scales up);
+    ``max_steps``: run at most this many iterations of each cut loop (1: code paths only, timed with warm-up)."""
     base = out_root / f"dry-{profile}"
     kept = estimable(notebooks)
     for src in (p for p in notebooks if p not in kept):
@@ -298,12 +357,15 @@ def dry_run(
     os.environ["NUP_DRY_RUN"] = "1"
     if max_batch:
         os.environ["NUP_DRY_MAX_BATCH"] = str(max_batch)
+    if max_steps:
+        os.environ["NUP_DRY_MAX_STEPS"] = str(max_steps)
     planned = base / "planned"  # models planned so far in this dry run (see cache.cached_model)
     shutil.rmtree(planned, ignore_errors=True)
     os.environ["NUP_DRY_PLANNED"] = str(planned)
     os.environ["NUP_RESULTS_DIR"] = str(base / "results")
     os.environ["NUP_FIGURES_DIR"] = str(base / "figures")
     statuses, per_nb = [], {}
+    refs = reference_runs(profile)
     try:
         for src in notebooks:
             ledger = base / f"ledger-{src.stem}.jsonl"
@@ -316,25 +378,27 @@ def dry_run(
             if ok and not records:
                 ok, err = False, "the dry run cut no loop (no ledger lines): nothing was estimated"
                 print(f"   FAILED: {err}", flush=True)
-            est, lines = dry_lines(src.stem, records, secs)
+            est, lines = dry_lines(src.stem, records, secs, refs)
             print("\n".join(lines), flush=True)
             per_nb[src.stem] = {**est, "dry_run_s": secs, "ok": ok, "by_what": dryrun.by_what(records)}
             statuses.append({"name": src.stem, "ok": ok, "seconds": secs, "error": err})
             # kept after every notebook (complete: false until the last): a dry run stopped part-way (a lease
             # running out) still leaves the estimates it made
-            estimate = _estimate_record(profile, per_nb, max_batch, complete=len(per_nb) == len(notebooks))
+            done = len(per_nb) == len(notebooks)
+            estimate = _estimate_record(profile, per_nb, max_batch, complete=done, max_steps=max_steps)
             paths.atomic_write_json(base / "estimate.json", estimate)
     finally:
         for var in (
             "NUP_DRY_RUN",
             "NUP_DRY_LEDGER",
             "NUP_DRY_MAX_BATCH",
+            "NUP_DRY_MAX_STEPS",
             "NUP_DRY_PLANNED",
             "NUP_RESULTS_DIR",
             "NUP_FIGURES_DIR",
         ):
             os.environ.pop(var, None)
-    estimate = _estimate_record(profile, per_nb, max_batch, complete=True)
+    estimate = _estimate_record(profile, per_nb, max_batch, complete=True, max_steps=max_steps)
     paths.atomic_write_json(base / "estimate.json", estimate)
     print(
         f"\nestimated {profile} time on {estimate['device']}: {estimate['total_min']:.1f} min "
@@ -342,6 +406,12 @@ def dry_run(
         f"{estimate['total_min_at_assumed_rate']:.1f} min on an {ASSUMED_RATE[0]}; written to {base / 'estimate.json'}",
         flush=True,
     )
+    for dev, minutes in sorted(estimate["total_min_on"].items()):
+        print(
+            f"estimated {profile} time on {dev}: {minutes:.1f} min (this dry run's work at the throughput measured "
+            f"there; budget {FULL_BUDGET_MIN:g} min)",
+            flush=True,
+        )
     return statuses, estimate
 
 
@@ -362,6 +432,7 @@ def budget_check(notebooks: list[Path], out_root: Path, budget_min: float) -> tu
         and est.get("commit") == runtime.git_commit()
         and est.get("device") == device
         and not est.get("max_batch")
+        and not est.get("max_steps")
         and all(kept.get(n, {}).get("ok") for n in names)
     ):
         statuses, est = dry_run(notebooks, "full", out_root)
@@ -406,6 +477,13 @@ def main(argv=None) -> int:
         default=None,
         help="with --dry-run: cut every batch to this size too (code paths in seconds on a CPU; the estimate is "
         "scaled up and coarser)",
+    )
+    ap.add_argument(
+        "--dry-max-steps",
+        type=int,
+        default=None,
+        help="with --dry-run: run at most this many iterations of each cut loop (1: a code-path check, as in CI; its "
+        "times include each loop's warm-up)",
     )
     ap.add_argument(
         "--budget-min",
@@ -455,7 +533,9 @@ def main(argv=None) -> int:
             return 2
         os.environ["NUP_HEADLESS"] = "1"
         os.environ["NUP_GIT_COMMIT"] = commit
-        statuses, est = dry_run(notebooks, profile, Path(args.out), max_batch=args.dry_max_batch)
+        statuses, est = dry_run(
+            notebooks, profile, Path(args.out), max_batch=args.dry_max_batch, max_steps=args.dry_max_steps
+        )
         failed = [s["name"] for s in statuses if not s["ok"]]
         tail = f": {', '.join(failed)}" if failed else ""
         print(f"\n{len(statuses) - len(failed)} passed, {len(failed)} failed{tail}")

@@ -54,4 +54,5 @@ def dry(tmp_path, monkeypatch):
     monkeypatch.setenv("NUP_DRY_RUN", "1")
     monkeypatch.setenv("NUP_DRY_LEDGER", str(ledger))
     monkeypatch.delenv("NUP_DRY_MAX_BATCH", raising=False)
+    monkeypatch.delenv("NUP_DRY_MAX_STEPS", raising=False)
     return ledger

@@ -34,6 +34,17 @@ def test_loops_are_cut_and_nested_counts_multiply(dry):
     assert dryrun.pad(torch.arange(3), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
 
 
+def test_max_steps_cuts_every_loop_to_fewer_iterations(dry, monkeypatch):
+    monkeypatch.setenv("NUP_DRY_MAX_STEPS", "1")
+    assert list(dryrun.loop(10, "step")) == [0]  # STEPS would run two
+    assert list(dryrun.loop(500, "bootstrap", steps=8)) == [0]
+    (rec, boot) = dryrun.read(dry)
+    assert rec["run"] == 1 and rec["planned_total"] == 10 and boot["planned_total"] == 500
+    monkeypatch.setenv("NUP_DRY_MAX_STEPS", "0")
+    with pytest.raises(ValueError, match="NUP_DRY_MAX_STEPS"):
+        list(dryrun.loop(3, "x"))
+
+
 def test_batches_cover_every_index_once_and_are_cut_in_a_dry_run(monkeypatch, tmp_path):
     monkeypatch.delenv("NUP_DRY_RUN", raising=False)
     monkeypatch.setenv("NUP_DRY_MAX_BATCH", "8")  # ignored outside a dry run
@@ -401,3 +412,78 @@ def test_a_dry_run_attacks_every_image_not_only_the_clean_correct(dry, monkeypat
     assert dryrun.attacked(only) is only
     defenses.run_suite(model, x, y, {"rec": Recorder()}, only=only, batch_size=64)
     assert seen == [3]
+
+
+def _rec(what, s, *, flops=None, planned=10.0, **key):
+    return {"what": what, "key": key, "planned_total": planned, "s_per_iter": s, "flops_per_iter": flops}
+
+
+def test_calibration_uses_the_reference_devices_measurements_most_direct_first():
+    """A loop measured there (same label and cost key, engine fields aside) takes its time there; other work with
+    FLOPs goes at the rate its kind achieved there (attack parts: PGD steps'); the rest keeps its time here."""
+    ref = [
+        _rec("train step", 0.02, flops=4e12, planned=1000, batch=512, precision="bf16", channels_last=True),
+        _rec("pgd step", 0.01, flops=1e12, planned=100, batch=250),  # 100 TFLOP/s
+        _rec("autoattack", 500.0, flops=1e12, planned=1),  # timed on a few images: never a rate
+    ]
+    here = [
+        _rec("train step", 3.0, flops=4e12, planned=2000, batch=512, precision="fp32", channels_last=False),
+        _rec("train step", 1.0, flops=2e12, planned=100, batch=256, precision="fp32", channels_last=False),
+        _rec("autoattack", 9.0, flops=5e13, planned=4, part="apgd-ce"),
+        _rec("sampling", 0.5, planned=6),
+    ]
+    cal = dryrun.calibrated(here, ref, outside_s=7.0)
+    assert cal["matched_s"] == pytest.approx(2000 * 0.02)  # the engine fields differ: still the same work
+    assert cal["by_rate_s"] == pytest.approx(100 * 2e12 / 2e14 + 4 * 5e13 / 1e14)  # train rate 200 TFLOP/s; pgd's
+    assert cal["here_s"] == pytest.approx(6 * 0.5)
+    assert cal["total_s"] == pytest.approx(cal["matched_s"] + cal["by_rate_s"] + cal["here_s"] + 7.0)
+    # a reference ledger against itself: its own loop time (every key unique)
+    own = dryrun.calibrated(ref[:2], ref[:2], outside_s=0.0)
+    assert own["total_s"] == pytest.approx(1000 * 0.02 + 100 * 0.01) and own["by_rate_s"] == 0
+
+
+def test_reference_runs_are_accelerator_dry_runs_at_real_batches(tmp_path):
+    import gzip
+
+    def write(name, device, max_batch=None, ledger=True):
+        doc = {
+            "device": device,
+            "commit": "a" * 40,
+            "max_batch": max_batch,
+            "notebooks": {"02-x": {"ok": True, "outside_loops_s": 3.0}},
+        }
+        (tmp_path / f"dry-run-full-{name}.json").write_text(json.dumps(doc))
+        if ledger:
+            (tmp_path / f"dry-run-full-{name}-ledgers").mkdir()
+            line = json.dumps(_rec("train step", 0.02, flops=1e9, batch=8)) + "\n"
+            (tmp_path / f"dry-run-full-{name}-ledgers" / "ledger-02-x.jsonl.gz").write_bytes(
+                gzip.compress(line.encode())
+            )
+
+    write("gpu", "NVIDIA H200")
+    write("cpu-box", "cpu (Some CPU, 2 threads)")  # measured on a CPU: not a reference for the GPU tier
+    write("capped", "NVIDIA H100", max_batch=8)  # batches cut: its times are not the real ones
+    write("bare", "NVIDIA A100", ledger=False)  # no ledgers: nothing to match
+    refs = run.reference_runs("full", tmp_path)
+    assert [r["device"] for r in refs] == ["NVIDIA H200"]
+    assert refs[0]["outside_s"] == {"02-x": 3.0} and refs[0]["ledger"][0]["what"] == "train step"
+    assert run.reference_runs("cpu", tmp_path) == []
+
+
+def test_the_committed_gpu_reference_calibrates_the_runner_estimate():
+    """The H200 dry run committed in results/benchmarks is found, and its own ledgers calibrated against
+    themselves give back its measured estimate (same work, same device) within the averaging of repeated keys."""
+    refs = {r["device"]: r for r in run.reference_runs("full")}
+    assert "NVIDIA H200" in refs
+    ref = refs["NVIDIA H200"]
+    doc = json.loads((run.paths.REPO_ROOT / "results" / "benchmarks" / ref["record"]).read_text())
+    folder = run.paths.REPO_ROOT / "results" / "benchmarks" / (ref["record"][:-5] + "-ledgers")
+    for stem in ("02-sbde-accuracy", "03-mask-projection"):
+        own = dryrun.read(folder / f"ledger-{stem}.jsonl.gz")
+        est, lines = run.dry_lines(stem, own, doc["notebooks"][stem]["dry_run_s"], [ref])
+        cal = est["calibrated"]["NVIDIA H200"]
+        assert cal["here_s"] == 0 and cal["total_s"] > 0
+        assert any("on NVIDIA H200" in ln for ln in lines)
+        if stem == "02-sbde-accuracy":  # training only: every loop measured there, the same total
+            assert cal["by_rate_s"] < 0.02 * cal["total_s"]
+            assert cal["total_s"] == pytest.approx(doc["notebooks"][stem]["total_s"], rel=0.02)
