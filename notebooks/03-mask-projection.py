@@ -30,18 +30,18 @@
 #
 # | choice | value | label |
 # |---|---|---|
-# | models | notebook 02's cached ImageNet-stem ResNet-18s (baseline, SBDE K=2 c=0.5; SBDE K=3 in full), same recipe and seeds: in quick width 16 on all 50,000 training images | ours (reuse; the ImageNet stem matches the paper's baseline accuracy — recon) |
+# | models | notebook 02's cached ImageNet-stem ResNet-18s (baseline, SBDE K=2 c=0.5; SBDE K=3 in smoke only), same recipe and seeds: in quick width 16 on all 50,000 training images | ours (reuse; the ImageNet stem matches the paper's baseline accuracy — recon) |
 # | projection Π | keep original coordinates, reset auxiliary ones to 0.5 (training value) | paper (mask projection) |
 # | threat model | white-box, untargeted, cross-entropy loss, [0,1] box | ours (paper's attack settings unknown) |
 # | budgets | L∞ ε ∈ {1, 2, 4, 8}/255 on the *expanded* input (**quick: {2, 8}**, CI budget); one L2 budget ε₂ = 0.5 | ours (issue) |
 # | attacks | FGSM; PGD with random start, step 2.5·ε/steps, 10/20/50 steps, restarts (the project's: the only one that restricts the attack to original pixels, threat d) | ours (standard Madry-style PGD) |
-# | reference attack | AutoAttack (torchattacks) on threat models a–c at every budget: full = the reference (APGD-CE, APGD-T over 9 targets, FAB-T, Square 5,000 queries, 100 steps); **quick = APGD-CE, APGD-T over `AA_TARGETS` targets, Square, `AA_STEPS` steps, `AA_QUERIES` queries, no FAB-T** (CPU budget) | Croce & Hein 2020 (full) / ours (quick cut) |
+# | reference attack | AutoAttack (torchattacks) on threat models a–c at every budget: every profile: APGD-CE, APGD-T over `AA_TARGETS` targets, Square, `AA_STEPS` steps, `AA_QUERIES` queries, no FAB-T; full: 100 steps, 3 targets, 1,000 queries (the reference, with APGD-T and FAB-T over 9 targets and 5,000 queries, did not fit full's hour on one GPU); quick: 20 steps, 300 queries | ours (a cut of Croce & Hein 2020's standard version; budgets) |
 # | gradient-free check | Square alone (`AA_QUERIES` queries) at the headline budget on (a), (c) and the baseline | ours (Carlini et al. 2019's checklist) |
 # | robust accuracy | an image counts only if the system also classifies it correctly when clean; clean mistakes are not attacked | ours (RobustBench) |
 # | headline | the worst case of PGD-20 and AutoAttack per image at ε = 2/255, every seed | ours, fixed before running (a small budget, where the small quick models keep some robust accuracy under every threat model; every budget is in the table) |
 # | geometry | input gradients on auxiliary vs original coordinates (L1, L2, per-coordinate ratio); 1-D loss profiles along unit-L2 random and gradient directions restricted to each subspace; first-order attribution of the PGD loss increase | ours (tests "sharp boundaries") |
-# | extension | minimal L2 adversarial perturbation (smallest ε on a geometric grid that PGD breaks) vs input dimension d = 3·(32K)², K = 1, 2, 3 (**quick and cpu: K = 1, 2**: a K = 3 model at 96×96 costs about 5× a baseline on the full training set, over the CPU budgets), against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
-# | test images | class-balanced, shuffled subset of notebook 02's test subset (`N_ATTACK` per model: 200 in quick, 500 in cpu, 2,000 in full) | ours (budget) |
+# | extension | minimal L2 adversarial perturbation (smallest ε on a geometric grid that PGD breaks) vs input dimension d = 3·(32K)², K = 1, 2, 3 (**K = 1, 2 in quick, cpu and full**: a K = 3 model at 96×96 costs about 5× a baseline on the full training set, over the CPU budgets and full's hour; smoke runs K = 3's code path), against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
+# | test images | class-balanced, shuffled subset of notebook 02's test subset (`N_ATTACK` per model: 200 in quick, 500 in cpu and full) | ours (budget) |
 
 # %% tags=["results-glance"]
 from IPython.display import Markdown, display
@@ -72,18 +72,18 @@ profile = runtime.resolve_profile(PROFILE)
 recipe = sbde.recipe(profile)
 pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / cpu / full values)
 SEEDS = tuple(SEED + s for s in recipe["seeds"])
-AA_CUT = ("apgd-ce", "apgd-t", "square")  # the CPU cut of AutoAttack (no FAB-T); full: every part
+AA_CUT = ("apgd-ce", "apgd-t", "square")  # the cut of AutoAttack (no FAB-T), every profile (issue #17: full's hour)
 ARMS_K3 = ("baseline", "sbde", "sbde_k3")  # notebook 02's models under attack; sbde_k3 for the scaling study
 ARMS_K2 = ("baseline", "sbde")  # without the K=3 model: 96x96 on all training images costs about 5x a baseline
 STEPS = pick(smoke=(1, 2, 3), quick=(10, 20, 50), cpu=(10, 20, 50), full=(10, 20, 50))  # PGD steps
 EPS_GRID = pick(smoke=EPS_LINF[:2], quick=(2, 8), cpu=EPS_LINF, full=EPS_LINF)  # smoke, quick: fewer (budget)
 HEAD_STEPS = STEPS[1]
 AA_STEPS = pick(smoke=2, quick=20, cpu=20, full=100)  # AutoAttack iterations (reference 100)
-AA_PARTS = pick(smoke=AA_CUT, quick=AA_CUT, cpu=AA_CUT, full=None)  # None: all
-AA_TARGETS = pick(smoke=2, quick=3, cpu=3, full=9)  # APGD-T / FAB-T target classes (reference 9)
-AA_QUERIES = pick(smoke=20, quick=300, cpu=1000, full=5000)  # Square queries (reference 5000)
-N_ATTACK = pick(smoke=16, quick=200, cpu=500, full=2000)  # images attacked per model (quick: CI budget, issue #17)
-N_MINEPS = pick(smoke=8, quick=100, cpu=300, full=1000)  # images for the minimal-perturbation study
+AA_PARTS = pick(smoke=AA_CUT, quick=AA_CUT, cpu=AA_CUT, full=AA_CUT)  # None would be all four
+AA_TARGETS = pick(smoke=2, quick=3, cpu=3, full=3)  # APGD-T target classes (reference 9)
+AA_QUERIES = pick(smoke=20, quick=300, cpu=1000, full=1000)  # Square queries (reference 5000)
+N_ATTACK = pick(smoke=16, quick=200, cpu=500, full=500)  # images attacked per model (quick: CI budget, issue #17)
+N_MINEPS = pick(smoke=8, quick=100, cpu=300, full=300)  # images for the minimal-perturbation study
 MINEPS_GRID = np.geomspace(0.02, 4.0, pick(smoke=3, quick=12, cpu=16, full=16)).tolist()  # L2 grid
 device = runtime.resolve_device("auto")
 gen = runtime.seed_everything(SEED)
@@ -112,7 +112,14 @@ print("paper:", paper.P3)
 # * **`min-perturbation-scaling`** (extension) — slope of log minimal ε vs log d within ±0.25 of −0.5
 #   (*Equivalence*; an interval that also holds 0 cannot pass).
 #
-# *Revised (issue #17), before this run:* the models are notebook 02's new quick models (width 16, all 50,000
+# *Revised (issue #17), before any full run:* full is cut to its share of the full tier's hour on one GPU (a dry
+# run calibrated on an NVIDIA H200's measured throughput put the earlier full at 115 minutes, 113 of them in
+# attacks on 2,000 images, AutoAttack's parts counted as upper bounds): 500 attacked images (was 2,000), AutoAttack without FAB-T, APGD-T over 3 targets
+# and Square with 1,000 queries (was the standard version: 9 targets, 5,000 queries; 100 steps kept), no K = 3
+# model (notebook 02's full no longer trains it), 300 images in the minimal-perturbation study and 300 loss
+# profiles (were 1,000 and 500). Full has never run; quick and cpu unchanged; rules and margins unchanged.
+#
+# *Revised (issue #17), before an earlier run:* the models are notebook 02's new quick models (width 16, all 50,000
 # training images, baseline near 65%; before: width 8 on 2,500 images), and quick's scaling extension fits K = 1, 2
 # only (two dimensions). To keep the CI within 30 minutes with these models (a first run of this version took
 # 561 s, 518 of them in the attack grid), quick attacks 200 images per model instead of 500, at ε ∈ {2, 8}/255
@@ -180,7 +187,7 @@ sel = data.balanced_indices(test_split.y, min(N_ATTACK, len(test_split)), seed=S
 sel = sel[torch.randperm(len(sel), generator=runtime.make_generator(SEED + 8))]  # the subsets are class-ordered
 x_att, y_att = data.to_float(test_split.x[sel], device), test_split.y[sel].to(device)
 print("attacked:", data.describe(test_split.subset(sel)))
-ARMS3 = pick(smoke=ARMS_K3, quick=ARMS_K2, cpu=ARMS_K2, full=ARMS_K3)  # CPU: no K=3 (budget)
+ARMS3 = pick(smoke=ARMS_K3, quick=ARMS_K2, cpu=ARMS_K2, full=ARMS_K2)  # no K=3 but in smoke (budgets)
 model, hits = mask_projection.load_models(ARMS3, SEEDS, STEM, recipe, x_train, y_train, DATA_SOURCE, device=device)
 transforms = {a: sbde.arm_transform(a) for a in ARMS3}
 print(f"{len(model)} models, {hits} from the cache (misses were trained here)")
@@ -258,7 +265,7 @@ geo, ratio_seed, share_seed, lines = mask_projection.geometry(
 )
 print(lines)
 ts = np.linspace(0, 2.0, pick(smoke=3, quick=11, cpu=21, full=21))
-n_prof = min(len(x_att), pick(smoke=8, quick=100, cpu=300, full=500))
+n_prof = min(len(x_att), pick(smoke=8, quick=100, cpu=300, full=300))
 profiles = mask_projection.loss_profiles(
     model["sbde", s0], transforms["sbde"], x_att, y_att, n=n_prof, ts=ts, seed=SEED
 )
@@ -359,7 +366,8 @@ print(results.verdict_lines(claims))
 #   The attacked models have the stem set by `STEM` (the ImageNet stem, in every profile); notebook 02's
 #   CIFAR-stem models are attacked by setting `STEM = "cifar"`, which no published run has done yet. The
 #   full-width models are in the full profile only (GPU).
-# * Quick runs a cut-down AutoAttack (fewer steps, targets and queries, no FAB-T; its `repr` is printed);
-#   full runs the reference version. Systems flagged by the gradient-free check are listed above.
+# * Every profile runs a cut-down AutoAttack (no FAB-T, APGD-T over 3 targets, fewer Square queries; quick also
+#   fewer steps; its `repr` is printed), not the reference version: a weaker attacker can only overstate
+#   robustness. Systems flagged by the gradient-free check are listed above.
 # * The minimal-perturbation study uses a grid (upper bounds per image, censored at the top) and PGD
 #   rather than an exact minimal-norm attack; it is an extension, not a claim of the papers.

@@ -34,16 +34,16 @@
 # | masked fill | CIFAR-10 channel mean | recon |
 # | ConjMask at training | augmentation with probability `P_MASK`, r = `R_TRAIN` | ours (r in the recon's 5–30% range) |
 # | ConjMask at test | top-r masking with r chosen on a validation split from `R_TEST_GRID` (also used by "both" and "gradmask"); the random arm masks `R_TRAIN` at test | ours (never on test) |
-# | LogitReg | CE + λ‖z‖² ("logit squeezing") and the logit-norm variant CE(z/(τ‖z‖)), chosen on validation from `LAMBDA_GRID` × kinds; quick: two λ values, squeeze only (CPU budget). Candidates are trained on the first seed only; the chosen one is then trained for every seed | recon / ours |
+# | LogitReg | CE + λ‖z‖² ("logit squeezing") and the logit-norm variant CE(z/(τ‖z‖)), chosen on validation from `LAMBDA_GRID` × kinds; two λ values, squeeze only (budgets; full had four λ and the logit norm before issue #17's hour). Candidates are trained on the first seed only; the chosen one is then trained for every seed | recon / ours |
 # | "both" arm | LogitReg (chosen λ) + ConjMask (train and test) | ours |
 # | random-masking arm | random r-fraction masks in training and at test (a random defence → EOT) | ours (the issue's control) |
-# | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 (full: 10 epochs of PGD-7; cpu: 2 of PGD-3; quick: 1 of PGD-3) | ours (short: the CPU budget, and full's hour on one GPU) |
-# | model | ResNet-18 width 64 with the CIFAR stem in full, 30 epochs one-cycle, peak lr 0.2, batch 512 (issue #17: full in about an hour on one GPU; before: 60 epochs, lr 0.1, batch 100; not yet run on a GPU); **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput); **cpu tier: width 16, ImageNet stem, all 50,000 training images (45,000 + 5,000 validation), 25 epochs one-cycle, peak lr 0.2, batch 256** (issue #17: a standard arm of at least 75%) | ours (P2's architecture unknown; quick: CPU budget) |
+# | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 (full: 3 epochs of PGD-5; cpu: 2 of PGD-3; quick: 1 of PGD-3) | ours (short: the CPU budget, and full's hour on one GPU) |
+# | model | ResNet-18 width 64 with the CIFAR stem in full, 10 epochs one-cycle, peak lr 0.2, batch 512 (issue #17: full in about an hour on one GPU; before: 30, and 60 epochs at lr 0.1, batch 100; not yet run on a GPU); **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput); **cpu tier: width 16, ImageNet stem, all 50,000 training images (45,000 + 5,000 validation), 25 epochs one-cycle, peak lr 0.2, batch 256** (issue #17: a standard arm of at least 75%) | ours (P2's architecture unknown; quick: CPU budget) |
 # | data | CIFAR-10 subsets, offline JPEG re-encoding when `NUP_DATA_DIR` is set; validation carved from the train subset | ours |
-# | attacks | FGSM, PGD-20, PGD-50 with 3 restarts (full); **quick: PGD-10 and PGD-20, 1 restart, EOT 2** (CPU budget; no PGD-50); L∞, ε ∈ {2, 4, 8}/255 in full, **{2, 8}/255 in quick and cpu** (CPU budget: AutoAttack at every arm and ε), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
-# | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT `aa_eot` = 20) for the random-mask defence. Full: the reference (100 steps, APGD-T and FAB-T over 9 targets, Square 5,000 queries); **quick: 20 steps, APGD-CE + APGD-T over 3 targets + Square 300 queries, no FAB-T** | Croce & Hein 2020 (full) / ours (quick cut, CPU budget) |
+# | attacks | FGSM, PGD-10, PGD-20 (full: 2 restarts, EOT 4; **quick and cpu: 1 restart, EOT 2**); L∞, ε ∈ {2, 8}/255 (budgets: AutoAttack at every arm and ε; full had ε = 4/255, PGD-50 with 3 restarts and EOT 8 before issue #17's hour), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
+# | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT over `aa_eot` draws: 20 in quick and cpu, 10 in full) for the random-mask defence. Every profile a cut of the reference (APGD-CE + APGD-T over 3 targets, no FAB-T; Square inside it in quick and cpu): **full 50 steps, no Square inside (it runs alone at the largest ε, 1,000 queries), EOT 10** (the reference, 100 steps, 9 targets, FAB-T, 5,000 queries, EOT 20, did not fit full's hour on one GPU); cpu 20 steps, 1,000 queries; **quick 20 steps, 300 queries** | ours (a cut of Croce & Hein 2020; budgets) |
 # | gradient-free check | Square alone (the same queries) on every arm at the largest ε; an arm where it beats all gradient attacks together is flagged for gradient masking | ours (Carlini et al. 2019) |
-# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (200 in quick, 500 in cpu, 1,000 in full) | ours (RobustBench-style counts; quick: the CI budget) |
+# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (200 in quick, 500 in cpu and full) | ours (RobustBench-style counts; quick: the CI budget) |
 # | seeds | `N_SEEDS` training seeds (2 in quick and cpu, 3 in full); every interval is a two-level bootstrap over test images **and** seeds | ours |
 # | adaptive attacks | ConjMask: PGD/FGSM through the mask (selection constant) + BPDA; random masks: EOT over `EOT` draws | ours (required by the project) |
 # | transfer attack | PGD-20 crafted on another arm's model (the standard one; for the standard arm the LogitReg one) | ours |
@@ -87,36 +87,37 @@ device = runtime.resolve_device("auto")
 gen = runtime.seed_everything(SEED)
 timer = runtime.Timer.started()
 pick = lambda **kw: runtime.pick(profile, **kw)  # noqa: E731  (smoke / quick / cpu / full values)
-EPS_CUT = (EPS_LIST[0], EPS_LIST[-1])  # the CPU profiles' radii (AutoAttack at every arm and radius costs)
-AA_CUT = ("apgd-ce", "apgd-t", "square")  # the CPU cut of AutoAttack (no FAB-T); full: every part
+EPS_CUT = (EPS_LIST[0], EPS_LIST[-1])  # the radii run (AutoAttack at every arm and radius costs; full too, #17)
+AA_CUT = ("apgd-ce", "apgd-t", "square")  # the CPU tiers' cut of AutoAttack (no FAB-T)
+AA_FULL = ("apgd-ce", "apgd-t")  # full's (issue #17): Square runs alone at the largest radius (gradient-free check)
 setup = conjmask_study.Setup(
     seed=SEED, n_seeds=pick(smoke=2, quick=2, cpu=2, full=3), width=pick(smoke=4, quick=8, cpu=16, full=WIDTH_FULL),
     stem=pick(smoke="imagenet", quick="imagenet", cpu="imagenet", full="cifar"),  # CPU: the cheap stem (benchmark)
     n_train=pick(smoke=80, quick=2400, cpu=50000, full=50000),  # train subset incl. validation
     n_val=pick(smoke=20, quick=400, cpu=5000, full=5000),  # carved out of the train subset
     n_test=pick(smoke=12, quick=1000, cpu=10000, full=10000),  # test images for clean accuracy
-    n_atk=pick(smoke=4, quick=200, cpu=500, full=1000),  # a balanced, shuffled subset of them is attacked
-    n_sel=pick(smoke=8, quick=150, cpu=500, full=1000),  # validation images for the selection
-    epochs=pick(smoke=1, quick=5, cpu=25, full=30),  # full: issue #17's hour on one GPU (before: 60); cpu: was 20
+    n_atk=pick(smoke=4, quick=200, cpu=500, full=500),  # a balanced, shuffled subset of them is attacked
+    n_sel=pick(smoke=8, quick=150, cpu=500, full=500),  # validation images for the selection
+    epochs=pick(smoke=1, quick=5, cpu=25, full=10),  # full: issue #17's hour on one GPU (before: 30, 60); cpu: was 20
     schedule=pick(smoke="cosine", quick="onecycle", cpu="onecycle", full="onecycle"),
-    at_epochs=pick(smoke=1, quick=1, cpu=2, full=10), at_steps=pick(smoke=1, quick=3, cpu=3, full=7), at_eps=AT_EPS,
-    eps_run=pick(smoke=EPS_CUT, quick=EPS_CUT, cpu=EPS_CUT, full=EPS_LIST),  # CPU: two radii (budget)
+    at_epochs=pick(smoke=1, quick=1, cpu=2, full=3), at_steps=pick(smoke=1, quick=3, cpu=3, full=5), at_eps=AT_EPS,
+    eps_run=pick(smoke=EPS_CUT, quick=EPS_CUT, cpu=EPS_CUT, full=EPS_CUT),  # two radii (budgets)
     eps_large=EPS_LARGE,
-    pgd_steps=pick(smoke=(1, 2), quick=(10, 20), cpu=(10, 20), full=(20, 50)),  # CPU: fewer steps (budget)
-    restarts=pick(smoke=1, quick=1, cpu=1, full=3), eot=pick(smoke=2, quick=2, cpu=2, full=8),  # EOT: random masks
-    aa_steps=pick(smoke=2, quick=20, cpu=20, full=100), aa_eot=pick(smoke=2, quick=20, cpu=20, full=20),  # ref. 100, 20
-    aa_parts=pick(smoke=AA_CUT, quick=AA_CUT, cpu=AA_CUT, full=None),
-    aa_targets=pick(smoke=2, quick=3, cpu=3, full=9), aa_queries=pick(smoke=20, quick=300, cpu=1000, full=5000),
-    sel_eps=SEL_EPS, sel_steps=pick(smoke=1, quick=5, cpu=5, full=20),
-    r_test_grid=pick(smoke=(0.1, 0.2), quick=(0.1, 0.2), cpu=(0.1, 0.2), full=(0.05, 0.1, 0.2, 0.3)),
-    lambda_grid=pick(smoke=(0.05,), quick=(0.01, 0.05), cpu=(0.01, 0.05), full=(0.005, 0.02, 0.05, 0.2)),
-    logit_kinds=pick(smoke=("squeeze", "norm"), quick=("squeeze",), cpu=("squeeze",), full=("squeeze", "norm")),
+    pgd_steps=pick(smoke=(1, 2), quick=(10, 20), cpu=(10, 20), full=(10, 20)),  # budgets (full: was 20, 50)
+    restarts=pick(smoke=1, quick=1, cpu=1, full=2), eot=pick(smoke=2, quick=2, cpu=2, full=4),  # EOT: random masks
+    aa_steps=pick(smoke=2, quick=20, cpu=20, full=50), aa_eot=pick(smoke=2, quick=20, cpu=20, full=10),  # ref. 100, 20
+    aa_parts=pick(smoke=AA_CUT, quick=AA_CUT, cpu=AA_CUT, full=AA_FULL),  # None: the reference's four parts
+    aa_targets=pick(smoke=2, quick=3, cpu=3, full=3), aa_queries=pick(smoke=20, quick=300, cpu=1000, full=1000),
+    sel_eps=SEL_EPS, sel_steps=pick(smoke=1, quick=5, cpu=5, full=10),
+    r_test_grid=pick(smoke=(0.1, 0.2), quick=(0.1, 0.2), cpu=(0.1, 0.2), full=(0.1, 0.2)),
+    lambda_grid=pick(smoke=(0.05,), quick=(0.01, 0.05), cpu=(0.01, 0.05), full=(0.01, 0.05)),
+    logit_kinds=pick(smoke=("squeeze", "norm"), quick=("squeeze",), cpu=("squeeze",), full=("squeeze",)),
     tau_norm=0.1,  # logit-norm temperature (Wei et al. 2022's CIFAR value), used where logit_kinds has "norm"
     p_mask=P_MASK, r_train=R_TRAIN, unc_radius=UNC_RADIUS, sanity_tol=SANITY_TOL,
     lr=pick(smoke=LR, quick=LR, cpu=0.2, full=0.2), batch=pick(smoke=BATCH, quick=BATCH, cpu=256, full=512),
     precision=pick(smoke="fp32", quick="auto", cpu="auto", full="auto"),  # auto: the fastest measured here
     channels_last=pick(smoke=False, quick="auto", cpu="auto", full="auto"),  # (benchmark.resolve_engine)
-    n_unc=pick(smoke=2, quick=8, cpu=16, full=100), unc_samples=pick(smoke=4, quick=32, cpu=64, full=256),  # dx*dp
+    n_unc=pick(smoke=2, quick=8, cpu=16, full=50), unc_samples=pick(smoke=4, quick=32, cpu=64, full=256),  # dx*dp
 )  # fmt: skip
 print(f"profile {profile}, device {runtime.device_name(device)}; {setup}")
 print(paper.P2)
@@ -156,7 +157,17 @@ print(paper.P2)
 # so every rule would have been gated to inconclusive; no robustness number of that run was seen. Rules, floor and
 # thresholds unchanged.
 #
-# *Revised (issue #17), before this run:* quick attacks 200 images instead of 300. A fresh-clone CI took 30.6
+# *Revised (issue #17), before any full run:* full is cut to its share of the full tier's hour on one GPU. A dry
+# run calibrated on an NVIDIA H200's measured throughput put the earlier full at about 1,790 minutes, 1,645 of them
+# in attacks counted as upper bounds (every AutoAttack part and Square on every image). Now: 10 training epochs
+# (was 30), PGD-AT 3 epochs of PGD-5 (was 10 of PGD-7), LogitReg candidates squeeze λ ∈ {0.01, 0.05} (was four
+# λ and the logit norm), r_test ∈ {0.1, 0.2}; 500 attacked and 500 selection images (were 1,000), ε ∈ {2, 8}/255
+# (was also 4), PGD-10/20 with 2 restarts and EOT 4 (was PGD-20/50, 3 restarts, EOT 8), AutoAttack without FAB-T,
+# APGD-T over 3 targets, 50 steps, EOT 10 for the random masks, and Square (1,000 queries) only alone at 8/255, the
+# gradient-free check (was the reference at every ε: 100 steps, 9 targets, FAB-T, Square 5,000 queries, EOT 20); 50 images for Δx·Δp (was 100). Full has never run; quick and
+# cpu unchanged; rules, floor and thresholds unchanged.
+#
+# *Revised (issue #17), before an earlier run:* quick attacks 200 images instead of 300. A fresh-clone CI took 30.6
 # minutes on the CI's kind of CPU, 231 s of this notebook's 290 s being its attacks; quick decides none of this
 # notebook's claims (its standard arm is below the regime floor), so its attack sample is what the CI budget
 # leaves. The cpu tier (500 images) carries the verdicts. Rules and thresholds unchanged.
@@ -339,14 +350,13 @@ print(results.verdict_lines(claims))
 #   verdicts: its standard arm is inside the declared regime (the glance at the top shows its verdicts and regime).
 #   That is still well below the paper's ResNet-18 regime (about 88–91%); only full can speak to it.
 # * r (test time) and λ were chosen on a validation split carved from the training subset (first seed only); the
-#   logit-norm variant runs only in full/smoke. Quick attacks are PGD-10/PGD-20 with one restart and EOT over
-#   2 masks, weaker than full's PGD-20/50 with 3 restarts and EOT 8; the adaptive variants (BPDA, no-EOT, unaware)
-#   use the shorter PGD.
+#   logit-norm variant runs only in smoke. Quick and cpu attack with PGD-10/PGD-20, one restart and EOT over
+#   2 masks, full with two restarts and EOT 4; the adaptive variants (BPDA, no-EOT, unaware) use the shorter PGD.
 # * The PGD-AT anchor is a short fine-tune from the standard model (its steps and epochs are in the parameters above):
 #   it shows that the evaluation can register real robustness, not what full adversarial training reaches.
-# * The worst case includes AutoAttack (torchattacks) and Square; in quick they are cut down (20 steps, 3 APGD-T
-#   targets, 300 Square queries, no FAB-T: the `repr` lines above), full runs the reference settings. Every
-#   worst case is still an upper bound on robustness. Quick uses the ImageNet stem (a CPU budget choice), full
+# * The worst case includes AutoAttack (torchattacks) and Square; every profile cuts them down (no FAB-T, 3 APGD-T
+#   targets; quick 20 steps and 300 Square queries; full 50 steps, and Square with 1,000 queries only alone at the
+#   largest ε: the `repr` lines above), none runs the reference settings. Every worst case is still an upper bound on robustness. Quick uses the ImageNet stem (a CPU budget choice), full
 #   the CIFAR stem; the two regimes need not agree.
 # * The coupling claim is a rank correlation over seven arms; the "Goldilocks band" (a non-monotone relation) cannot be resolved with
 #   so few points. Δx·Δp is estimated on a small box around each image with uniform samples (notebook 01's

@@ -115,8 +115,10 @@ class _Recorder:
 
     def __init__(self):
         self.records: list[dict] = []
+        self.mult = 1.0
 
     def __enter__(self):
+        self.mult = _multiplier()  # the loops enclosing the recording, which a replay applies again
         _RECORDERS.append(self)
         return self
 
@@ -129,7 +131,9 @@ _RECORDERS: list[_Recorder] = []
 
 
 def recording() -> _Recorder:
-    """``with dryrun.recording() as rec: ...``: ``rec.records`` are the ledger lines written inside."""
+    """``with dryrun.recording() as rec: ...``: ``rec.records`` are the ledger lines written inside, their
+    ``planned_total`` per call (divided by the loops enclosing the ``with``, e.g. 01's seeds: a replay multiplies
+    by the loops enclosing it, and a dry cache kept from an earlier dry run must not count them twice)."""
     return _Recorder()
 
 
@@ -212,8 +216,8 @@ def loop(
                 "measured_s": measured - sum(inner),
             }
             _write(record)
-            for rec in _RECORDERS:
-                rec.records.append(record)
+            for rec in _RECORDERS:  # kept per call (without the enclosing loops): replay() scales it where it runs
+                rec.records.append({**record, "planned_total": record["planned_total"] / rec.mult})
 
 
 def batches(n: int, batch_size: int, what: str, *, steps: int = 1, **key) -> Iterator[slice]:
@@ -318,45 +322,68 @@ def _match_key(r: dict) -> str:
 RATE_PROXY = {"autoattack": "pgd step", "square": "pgd step"}
 
 
-def calibrated(records: list[dict], reference: list[dict], *, outside_s: float) -> dict:
+def calibrated(records: list[dict], reference: list[dict], *, outside_s: float, notebook: str | None = None) -> dict:
     """The time of the work in ``records`` (a dry run's ledger from here) on the device where ``reference`` (a
     dry run's ledger at the real batch sizes) was measured, loop by loop, most direct evidence first:
 
     * ``matched``: a reference loop with the same label and cost key (the engine fields, chosen per device,
-      left out): its measured seconds per iteration there;
+      left out): its measured seconds per iteration there, when it counted the same FLOPs per iteration;
+      when it counted other FLOPs (a key that does not name the batch, cut here by ``--dry-max-batch``, so
+      the loop runs more, smaller iterations), this loop's FLOPs at *that* loop's rate there (when several
+      match, those of the same ``notebook`` if any, e.g. not 01's MNIST attacks for 04's CIFAR ones, and of
+      those the one whose planned work, iterations x FLOPs, is nearest: a batch cut keeps the work);
     * ``by_rate``: else the FLOPs counted here at the FLOP rate that reference loops with the same label (an
       attack: PGD steps, :data:`RATE_PROXY`) achieved there over all their planned work (no such loop: the rate
       of all reference loops together);
-    * ``here``: no FLOPs counted and no reference loop with the label: the time measured here.
+    * ``here``: CPU-only work (``host``) without a reference loop of its key, or no FLOPs counted and no
+      reference loop with the label: the time measured here.
 
     ``outside_s``: the time outside cut loops, taken from the reference run of the same notebook (code that
     ran in full there). Returns the total and each part, so a reader sees how much of it was measured there."""
-    ref_s: dict[str, list[float]] = {}
+    ref_s: dict[str, list[tuple[float, float, float]]] = {}  # match key -> [(s/iteration, FLOPs/iteration, work)]
+    own = {_match_key(r) for r in reference if notebook is not None and r.get("notebook") == notebook}
     work: dict[str, list[float]] = {}  # what -> [planned FLOPs, planned seconds] over loops with counted FLOPs
     slowest: dict[str, float] = {}
     for r in reference:
-        ref_s.setdefault(_match_key(r), []).append(r["s_per_iter"])
+        f = r.get("flops_per_iter") or 0.0
+        k = _match_key(r)
+        if k in own and r.get("notebook") != notebook:
+            continue  # the same key measured in this notebook: only those loops
+        ref_s.setdefault(k, []).append((r["s_per_iter"], f, f * r["planned_total"]))
         if (r.get("flops_per_iter") or 0) > 0 and r["s_per_iter"] > 0:
             w = work.setdefault(r["what"], [0.0, 0.0])
             w[0] += r["planned_total"] * r["flops_per_iter"]
             w[1] += r["planned_total"] * r["s_per_iter"]
-        slowest[r["what"]] = max(r["s_per_iter"], slowest.get(r["what"], 0.0))
+        # uncounted work: the slowest loop of its label there, among the uncounted ones when there are any (an
+        # EOT attack's step loop counts no FLOPs, its draws do: a counted PGD step is not its time)
+        tag = (r["what"], not (r.get("flops_per_iter") or 0))
+        slowest[tag] = max(r["s_per_iter"], slowest.get(tag, 0.0))
     every = [sum(w[0] for w in work.values()), sum(w[1] for w in work.values())]
 
     def rate(what: str) -> float | None:
         f, s = work.get(RATE_PROXY.get(what, what)) or every
         return f / s if f > 0 and s > 0 else None
 
+    def matched_s(hit: list[tuple[float, float, float]], flops: float, planned: float) -> float:
+        """Seconds per iteration of this loop from the reference loops with its key."""
+        same = [s for s, f, _ in hit if not (flops and f) or abs(f / flops - 1) < 0.01]
+        if same:  # the same work per iteration (or FLOPs not counted on one side): the time there
+            return sum(same) / len(same)
+        s, f, _ = min(hit, key=lambda h: abs(math.log(h[2] / (flops * planned))))  # nearest in planned work
+        return flops * s / f
+
     parts = {"matched": 0.0, "by_rate": 0.0, "here": 0.0}
     for r in records:
         hit = None if r["what"] in RATE_PROXY else ref_s.get(_match_key(r))
         flops = r.get("flops_per_iter") or 0
         if hit:
-            parts["matched"] += r["planned_total"] * sum(hit) / len(hit)
+            parts["matched"] += r["planned_total"] * matched_s(hit, flops, r["planned_total"])
         elif flops and rate(r["what"]):
             parts["by_rate"] += r["planned_total"] * flops / rate(r["what"])
-        elif r["what"] in slowest:  # uncounted work (e.g. a sampling loop): its slowest reference time
-            parts["matched"] += r["planned_total"] * slowest[r["what"]]
+        elif r.get("host"):  # CPU-only work (bootstrap resamples, 06's fits) not measured there: its time here
+            parts["here"] += r["planned_total"] * r["s_per_iter"]
+        elif (r["what"], True) in slowest or (r["what"], False) in slowest:  # uncounted (e.g. a sampling loop)
+            parts["matched"] += r["planned_total"] * slowest.get((r["what"], True), slowest.get((r["what"], False)))
         else:
             parts["here"] += r["planned_total"] * r["s_per_iter"]
     total = sum(parts.values()) + outside_s

@@ -200,11 +200,25 @@ def write_results(
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "extra": extra or {},
     }
+    bad = non_finite(doc)
+    if bad:  # JSON has no NaN or infinity: name where they are (a dry run's cut loops can make them too)
+        raise ValueError(f"{notebook}: non-finite values at {', '.join(bad[:8])}" + (" ..." if len(bad) > 8 else ""))
     if dryrun.active():  # cut loops, padded outputs: never beside a real run's results
         doc["dry_run"] = True
         if paths.results_root() == paths.REPO_ROOT / "results":
             raise ValueError("a dry run writes no results under results/: set NUP_RESULTS_DIR (the runner does)")
     return paths.atomic_write_json(paths.results_dir(profile) / f"{notebook}.json", doc)
+
+
+def non_finite(obj, where: str = "") -> list[str]:
+    """Paths (``extra.summary.rho[2]``) of the NaN and infinite floats in a JSON-like document."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [where or "<root>"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite(v, f"{where}[{i}]")]
+    return []
 
 
 def load_results(profile: str, notebook: str, root: Path | None = None) -> dict | None:

@@ -254,7 +254,8 @@ def reference_runs(profile: str, folder: Path | None = None) -> list[dict]:
     """The committed dry runs of ``profile`` made on an accelerator at the real batch sizes, with their ledgers:
     ``results/benchmarks/dry-run-<profile>-<device>.json`` and the folder ``…-ledgers/`` beside it (one gzipped
     ledger per notebook). Each as {"device", "commit", "record" (file name), "ledger" (every notebook's loops
-    pooled: the same work on the same device costs the same in any notebook), "outside_s" {notebook: seconds}}."""
+    pooled: the same work on the same device costs the same in any notebook; each loop tagged with its
+    ``notebook``), "outside_s" {notebook: seconds}}."""
     import json
 
     folder = paths.REPO_ROOT / "results" / "benchmarks" if folder is None else folder
@@ -265,7 +266,11 @@ def reference_runs(profile: str, folder: Path | None = None) -> list[dict]:
         cut = doc.get("max_batch") or doc.get("max_steps")  # batches or steps cut: not the real run's times
         if doc.get("device", "cpu").startswith("cpu") or cut or not ledgers.is_dir():
             continue
-        pooled = [r for f in sorted(ledgers.glob("ledger-*.jsonl*")) for r in dryrun.read(f)]
+        pooled = [
+            {**r, "notebook": f.name.split(".")[0].removeprefix("ledger-")}
+            for f in sorted(ledgers.glob("ledger-*.jsonl*"))
+            for r in dryrun.read(f)
+        ]
         if pooled:
             outside = {k: v["outside_loops_s"] for k, v in doc["notebooks"].items() if v.get("ok")}
             refs.append(
@@ -294,7 +299,8 @@ def dry_lines(stem: str, records: list[dict], wall_s: float, refs: list[dict] | 
     for ref in refs or []:
         # time outside the cut loops: the reference's own for this notebook, else this dry run's (ran in full here)
         outside = ref["outside_s"].get(stem, est["outside_loops_s"])
-        cal = {**dryrun.calibrated(records, ref["ledger"], outside_s=outside), "reference": ref["record"]}
+        cal = dryrun.calibrated(records, ref["ledger"], outside_s=outside, notebook=stem)
+        cal["reference"] = ref["record"]
         est["calibrated"][ref["device"]] = cal
         lines.append(
             f"   on {ref['device']} (its measured throughput, {ref['record']}, commit {ref['commit'][:8]}): "

@@ -202,15 +202,15 @@ RECIPES: dict[str, dict] = {
         data_seed=0,
     ),
     # full (issue #17: all of full in an hour on one H100): standard ResNet-18 (width 64) on the whole training
-    # set, 40 epochs one-cycle (25% warm-up), batch 512, peak lr 0.2 (below the linear-scaling 0.4: the issue
-    # saw the ImageNet stem diverge at 64x64 above ~0.15 early in a short schedule), bf16 + channels_last on
-    # CUDA. Before: the common 200-epoch cosine recipe at batch 128 (about 20 GPU-hours for notebook 02 alone).
-    # Not yet run on a GPU: its accuracy is unmeasured (ours)
+    # set, 30 epochs one-cycle (25% warm-up; was 40 before the H200's measured step times), batch 512, peak lr
+    # 0.2 (below the linear-scaling 0.4: the issue saw the ImageNet stem diverge at 64x64 above ~0.15 early in a
+    # short schedule), bf16 + channels_last on CUDA. Before: the common 200-epoch cosine recipe at batch 128
+    # (about 20 GPU-hours for notebook 02 alone). Not yet run on a GPU: its accuracy is unmeasured (ours)
     "full": dict(
         width=64,
         train_size=None,
         test_size=None,
-        epochs=40,
+        epochs=30,
         batch_size=512,
         lr=0.2,
         weight_decay=5e-4,

@@ -181,15 +181,26 @@ def test_dry_cache_shares_a_model_across_seeds_and_replays_its_work(dry, tmp_pat
     assert list((tmp_path / "cache" / "models-dry").glob("dry-*.pt")) and not (tmp_path / "cache" / "models").exists()
     steps = [r for r in dryrun.read(dry) if r["what"] == "train step"]
     assert [r["planned_total"] for r in steps] == [8, 8] and steps[1]["replayed"]
+    # inside an outer loop (01's seeds: the first runs, planned for all 3) the stored ledger is per call, so a
+    # replay in a later dry run (the dry cache kept, markers new) plans the training once per seed, not 3 x 3 times
+    monkeypatch.setenv("NUP_DRY_PLANNED", str(tmp_path / "planned-2"))
+    for _ in dryrun.outer([0, 1, 2]):
+        cache.cached_model("m", {"a": 2, "seed": 0}, _tiny, fit)
+    monkeypatch.setenv("NUP_DRY_PLANNED", str(tmp_path / "planned-3"))
+    for _ in dryrun.outer([0, 1, 2]):
+        cache.cached_model("m", {"a": 2, "seed": 0}, _tiny, fit)
+    a2 = [r["planned_total"] for r in dryrun.read(dry) if r["what"] == "train step"][2:]
+    assert a2 == [24, 24]  # 3 seeds x 8 steps, first trained then replayed
+    monkeypatch.setenv("NUP_DRY_PLANNED", str(tmp_path / "planned"))
     # a later notebook loading the same models (as 03 loads 02's) plans no training again
     assert cache.cached_model("m", {"a": 1, "seed": 1}, _tiny, fit)[2]
-    assert len([r for r in dryrun.read(dry) if r["what"] == "train step"]) == 2
+    assert len([r for r in dryrun.read(dry) if r["what"] == "train step"]) == 4  # (2 of them from the loops above)
     # a model the real cache holds is loaded and costs nothing (the estimate of resuming a run)
     monkeypatch.delenv("NUP_DRY_RUN")
     cache.cached_model("m", {"a": 1, "seed": 7}, _tiny, fit)
     monkeypatch.setenv("NUP_DRY_RUN", "1")
     assert cache.cached_model("m", {"a": 1, "seed": 7}, _tiny, fit)[2]
-    assert len([r for r in dryrun.read(dry) if r["what"] == "train step"]) == 2
+    assert len([r for r in dryrun.read(dry) if r["what"] == "train step"]) == 4
 
 
 def test_a_dry_run_states_no_verdict_and_writes_no_committed_results(dry, monkeypatch):
@@ -437,6 +448,32 @@ def test_calibration_uses_the_reference_devices_measurements_most_direct_first()
     assert cal["by_rate_s"] == pytest.approx(100 * 2e12 / 2e14 + 4 * 5e13 / 1e14)  # train rate 200 TFLOP/s; pgd's
     assert cal["here_s"] == pytest.approx(6 * 0.5)
     assert cal["total_s"] == pytest.approx(cal["matched_s"] + cal["by_rate_s"] + cal["here_s"] + 7.0)
+    # a key that does not name the batch: cut to 8 here (31x the iterations, 1/31 of the FLOPs each), the loop's
+    # own rate there, not its time per (larger) iteration; of two reference loops with the key (two datasets), the
+    # one with the same planned work, though the other is nearer in FLOPs per iteration
+    ref_b = [_rec("attack batch", 0.07, flops=2.5e12, planned=10), _rec("attack batch", 0.1, flops=1e10, planned=9)]
+    cut = dryrun.calibrated([_rec("attack batch", 0.002, flops=8e10, planned=310)], ref_b, outside_s=0.0)
+    assert cut["matched_s"] == pytest.approx(310 * 8e10 * 0.07 / 2.5e12)  # = 10 x 0.07 s: the same work
+    # the same key measured in this notebook: only its own loops (another notebook's loop of similar work, e.g.
+    # 01's MNIST attacks, does not stand for 04's CIFAR ones)
+    ref_n = [
+        {**ref_b[0], "notebook": "04-x"},
+        {**_rec("attack batch", 1.0, flops=8e10, planned=310), "notebook": "01-y"},
+    ]
+    here_n = [_rec("attack batch", 0.002, flops=8e10, planned=310)]
+    assert dryrun.calibrated(here_n, ref_n, outside_s=0.0, notebook="04-x")["matched_s"] == pytest.approx(
+        310 * 8e10 * 0.07 / 2.5e12
+    )
+    assert dryrun.calibrated(here_n, ref_n, outside_s=0.0)["matched_s"] == pytest.approx(310 * 1.0)
+    # uncounted work (no FLOPs, no matching key): the slowest uncounted loop of its label there, else the slowest
+    ref_u = [_rec("pgd step", 0.05, flops=1e12, batch=512), _rec("pgd step", 0.002, flops=0, batch=91, eot=8)]
+    eot4 = [_rec("pgd step", 0.001, flops=0, planned=100, batch=8, eot=4)]
+    assert dryrun.calibrated(eot4, ref_u, outside_s=0.0)["matched_s"] == pytest.approx(100 * 0.002)
+    assert dryrun.calibrated(eot4, ref_u[:1], outside_s=0.0)["matched_s"] == pytest.approx(100 * 0.05)
+    # CPU-only work with another key (a bootstrap over other samples): its time here, not another loop's there
+    boot = [{**_rec("bootstrap resample", 0.001, planned=50, samples=6000), "host": True}]
+    ref_h = [{**_rec("bootstrap resample", 0.5, planned=10, samples=99), "host": True}]
+    assert dryrun.calibrated(boot, ref_h, outside_s=0.0)["here_s"] == pytest.approx(50 * 0.001)
     # a reference ledger against itself: its own loop time (every key unique)
     own = dryrun.calibrated(ref[:2], ref[:2], outside_s=0.0)
     assert own["total_s"] == pytest.approx(1000 * 0.02 + 100 * 0.01) and own["by_rate_s"] == 0
@@ -478,12 +515,12 @@ def test_the_committed_gpu_reference_calibrates_the_runner_estimate():
     ref = refs["NVIDIA H200"]
     doc = json.loads((run.paths.REPO_ROOT / "results" / "benchmarks" / ref["record"]).read_text())
     folder = run.paths.REPO_ROOT / "results" / "benchmarks" / (ref["record"][:-5] + "-ledgers")
-    for stem in ("02-sbde-accuracy", "03-mask-projection"):
+    for stem in ("01-uncertainty-relation", "02-sbde-accuracy", "03-mask-projection", "06-pi-expansion"):
         own = dryrun.read(folder / f"ledger-{stem}.jsonl.gz")
         est, lines = run.dry_lines(stem, own, doc["notebooks"][stem]["dry_run_s"], [ref])
         cal = est["calibrated"]["NVIDIA H200"]
         assert cal["here_s"] == 0 and cal["total_s"] > 0
         assert any("on NVIDIA H200" in ln for ln in lines)
-        if stem == "02-sbde-accuracy":  # training only: every loop measured there, the same total
+        if stem != "03-mask-projection":  # every loop measured there: the same total (03's attack parts go by rate)
             assert cal["by_rate_s"] < 0.02 * cal["total_s"]
             assert cal["total_s"] == pytest.approx(doc["notebooks"][stem]["total_s"], rel=0.02)

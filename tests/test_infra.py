@@ -171,6 +171,13 @@ def test_write_load_compare(tmp_path):
             device="cpu",
             tolerance={"abs": 0.1, "rel": 0.1},
         )
+    # NaN and infinity are not JSON: the error names where they are
+    bad = {"summary": {"rho": [0.1, float("nan")]}, "ok": 1.0, "top": float("inf")}
+    with pytest.raises(ValueError, match=r"extra\.summary\.rho\[1\], extra\.top"):
+        results.write_results(
+            "99-test", "quick", claims, params={}, data_source="", wall_time_s=0, device="cpu", extra=bad
+        )
+    assert results.non_finite({"a": [1.0, {"b": -float("inf")}], "c": "nan"}) == ["a[1].b"]
 
 
 # ------------------------------------------------------------------ paper table and report

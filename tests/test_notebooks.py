@@ -112,10 +112,10 @@ def test_notebook_quick(nb_path, nb_outputs, notebook_times):
     assert not problems, f"{nb_path.name} did not reproduce its committed results:\n" + "\n".join(problems)
 
 
-# issue #17: the full profile's code paths dry-run on a CPU in CI: 02 and 03 (about 2.5 minutes on 2 cores with
-# batches cut to 8). 04's dry run (CIFAR-stem ResNet-18s, 6 arms x 3 seeds x 3 radii of attacks) takes several
-# minutes more, beyond CI's 30: `make dry-run ONLY=04` runs it
-DRY_RUN = ("02", "03")
+# issue #17: the full profile's code paths dry-run on a CPU in CI: 01, 02 and 03 (about 1.5 minutes on 2 cores with
+# batches cut to 8 and loops to one iteration). 04's dry run (CIFAR-stem ResNet-18s, 7 arms x 3 seeds x 2 radii of
+# attacks) takes about 7 minutes more, beyond CI's 30: `make dry-run ONLY=04` runs it
+DRY_RUN = ("01", "02", "03")
 DRY_MAX_BATCH = 8  # every batch cut to this
 DRY_MAX_STEPS = 1  # and every cut loop to one iteration: code paths, not timings (the CI budget)
 
@@ -142,6 +142,7 @@ def test_full_profile_dry_run(tmp_path, notebook_times):
     whats = {nb: {w for w, _, _ in v["by_what"]} for nb, v in est["notebooks"].items()}
     assert "train step" in whats["02-sbde-accuracy"] and "train step" not in whats["03-mask-projection"]
     assert "autoattack" in whats["03-mask-projection"]
+    assert {"mc batch", "train step", "pgd step"} <= whats["01-uncertainty-relation"]
     # the same work on the GPU whose dry run is committed (results/benchmarks), from its measured throughput: the
     # cut batches and steps here change only the time measured here, not the work counted or matched
     assert est["total_min_on"].get("NVIDIA H200", 0) > 0
