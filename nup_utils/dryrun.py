@@ -339,7 +339,9 @@ def calibrated(records: list[dict], reference: list[dict], *, outside_s: float, 
       reference loop with the label: the time measured here.
 
     ``outside_s``: the time outside cut loops, taken from the reference run of the same notebook (code that
-    ran in full there). Returns the total and each part, so a reader sees how much of it was measured there."""
+    ran in full there). Returns the total and each part, so a reader sees how much of it was measured there, and
+    ``attack_bound_s``: the part of ``by_rate`` spent in AutoAttack's parts and Square, which a dry run times on
+    every image (a real run's later parts see only the images the earlier ones left): an upper bound."""
     ref_s: dict[str, list[tuple[float, float, float]]] = {}  # match key -> [(s/iteration, FLOPs/iteration, work)]
     own = {_match_key(r) for r in reference if notebook is not None and r.get("notebook") == notebook}
     work: dict[str, list[float]] = {}  # what -> [planned FLOPs, planned seconds] over loops with counted FLOPs
@@ -373,6 +375,7 @@ def calibrated(records: list[dict], reference: list[dict], *, outside_s: float, 
         return flops * s / f
 
     parts = {"matched": 0.0, "by_rate": 0.0, "here": 0.0}
+    bound = 0.0  # of by_rate: attack parts (RATE_PROXY) timed on every image, an upper bound of a real run's
     for r in records:
         hit = None if r["what"] in RATE_PROXY else ref_s.get(_match_key(r))
         flops = r.get("flops_per_iter") or 0
@@ -380,6 +383,7 @@ def calibrated(records: list[dict], reference: list[dict], *, outside_s: float, 
             parts["matched"] += r["planned_total"] * matched_s(hit, flops, r["planned_total"])
         elif flops and rate(r["what"]):
             parts["by_rate"] += r["planned_total"] * flops / rate(r["what"])
+            bound += r["planned_total"] * flops / rate(r["what"]) if r["what"] in RATE_PROXY else 0.0
         elif r.get("host"):  # CPU-only work (bootstrap resamples, 06's fits) not measured there: its time here
             parts["here"] += r["planned_total"] * r["s_per_iter"]
         elif (r["what"], True) in slowest or (r["what"], False) in slowest:  # uncounted (e.g. a sampling loop)
@@ -387,7 +391,8 @@ def calibrated(records: list[dict], reference: list[dict], *, outside_s: float, 
         else:
             parts["here"] += r["planned_total"] * r["s_per_iter"]
     total = sum(parts.values()) + outside_s
-    return {**{f"{k}_s": v for k, v in parts.items()}, "outside_loops_s": outside_s, "total_s": total}
+    out = {f"{k}_s": v for k, v in parts.items()}
+    return {**out, "attack_bound_s": bound, "outside_loops_s": outside_s, "total_s": total}
 
 
 def by_what(records: list[dict]) -> list[tuple[str, float, float]]:

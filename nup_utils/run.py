@@ -308,6 +308,12 @@ def dry_lines(stem: str, records: list[dict], wall_s: float, refs: list[dict] | 
             f"+ {cal['by_rate_s'] / 60:.1f} min of FLOPs at rates measured there "
             f"+ {cal['here_s'] / 60:.1f} min timed here "
             f"+ {cal['outside_loops_s'] / 60:.1f} min outside the loops"
+            + (
+                f"; {cal['attack_bound_s'] / 60:.1f} min of it AutoAttack and Square parts timed on every image "
+                "(an upper bound)"
+                if cal["attack_bound_s"]
+                else ""
+            )
         )
     for what, secs, flops in dryrun.by_what(records)[:4]:
         lines.append(f"      {what:18s} {secs / 60:8.1f} min here  {flops / 1e15:8.3f} PFLOP")
@@ -413,9 +419,10 @@ def dry_run(
         flush=True,
     )
     for dev, minutes in sorted(estimate["total_min_on"].items()):
+        bound = sum(v["calibrated"][dev].get("attack_bound_s", 0.0) for v in per_nb.values()) / 60
         print(
             f"estimated {profile} time on {dev}: {minutes:.1f} min (this dry run's work at the throughput measured "
-            f"there; budget {FULL_BUDGET_MIN:g} min)",
+            f"there, {bound:.1f} min of it attack parts counted as upper bounds; budget {FULL_BUDGET_MIN:g} min)",
             flush=True,
         )
     return statuses, estimate

@@ -448,6 +448,7 @@ def test_calibration_uses_the_reference_devices_measurements_most_direct_first()
     assert cal["by_rate_s"] == pytest.approx(100 * 2e12 / 2e14 + 4 * 5e13 / 1e14)  # train rate 200 TFLOP/s; pgd's
     assert cal["here_s"] == pytest.approx(6 * 0.5)
     assert cal["total_s"] == pytest.approx(cal["matched_s"] + cal["by_rate_s"] + cal["here_s"] + 7.0)
+    assert cal["attack_bound_s"] == pytest.approx(4 * 5e13 / 1e14)  # the AutoAttack part: an upper bound
     # a key that does not name the batch: cut to 8 here (31x the iterations, 1/31 of the FLOPs each), the loop's
     # own rate there, not its time per (larger) iteration; of two reference loops with the key (two datasets), the
     # one with the same planned work, though the other is nearer in FLOPs per iteration
