@@ -345,20 +345,20 @@ def calibrated(records: list[dict], reference: list[dict], *, outside_s: float, 
     ref_s: dict[str, list[tuple[float, float, float]]] = {}  # match key -> [(s/iteration, FLOPs/iteration, work)]
     own = {_match_key(r) for r in reference if notebook is not None and r.get("notebook") == notebook}
     work: dict[str, list[float]] = {}  # what -> [planned FLOPs, planned seconds] over loops with counted FLOPs
-    slowest: dict[str, float] = {}
+    slowest: dict[tuple[str, bool], float] = {}  # (label, FLOPs uncounted) -> slowest seconds per iteration there
     for r in reference:
         f = r.get("flops_per_iter") or 0.0
         k = _match_key(r)
         if k in own and r.get("notebook") != notebook:
             continue  # the same key measured in this notebook: only those loops
         ref_s.setdefault(k, []).append((r["s_per_iter"], f, f * r["planned_total"]))
-        if (r.get("flops_per_iter") or 0) > 0 and r["s_per_iter"] > 0:
+        if f > 0 and r["s_per_iter"] > 0:
             w = work.setdefault(r["what"], [0.0, 0.0])
-            w[0] += r["planned_total"] * r["flops_per_iter"]
+            w[0] += r["planned_total"] * f
             w[1] += r["planned_total"] * r["s_per_iter"]
         # uncounted work: the slowest loop of its label there, among the uncounted ones when there are any (an
         # EOT attack's step loop counts no FLOPs, its draws do: a counted PGD step is not its time)
-        tag = (r["what"], not (r.get("flops_per_iter") or 0))
+        tag = (r["what"], not f)
         slowest[tag] = max(r["s_per_iter"], slowest.get(tag, 0.0))
     every = [sum(w[0] for w in work.values()), sum(w[1] for w in work.values())]
 
