@@ -37,13 +37,13 @@
 # | LogitReg | CE + λ‖z‖² ("logit squeezing") and the logit-norm variant CE(z/(τ‖z‖)), chosen on validation from `LAMBDA_GRID` × kinds; two λ values, squeeze only (budgets; full had four λ and the logit norm before issue #17's hour). Candidates are trained on the first seed only; the chosen one is then trained for every seed | recon / ours |
 # | "both" arm | LogitReg (chosen λ) + ConjMask (train and test) | ours |
 # | random-masking arm | random r-fraction masks in training and at test (a random defence → EOT) | ours (the issue's control) |
-# | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 (full: 3 epochs of PGD-5; cpu: 2 of PGD-3; quick: 1 of PGD-3) | ours (short: the CPU budget, and full's hour on one GPU) |
-# | model | ResNet-18 width 64 with the CIFAR stem in full, 10 epochs one-cycle, peak lr 0.2, batch 512 (issue #17: full in about an hour on one GPU; before: 30, and 60 epochs at lr 0.1, batch 100; not yet run on a GPU); **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput); **cpu tier: width 16, ImageNet stem, all 50,000 training images (45,000 + 5,000 validation), 25 epochs one-cycle, peak lr 0.2, batch 256** (issue #17: a standard arm of at least 75%) | ours (P2's architecture unknown; quick: CPU budget) |
+# | PGD-AT anchor | the standard model fine-tuned with PGD-k adversarial training at ε = 8/255 (full: 2 epochs of PGD-5; cpu: 2 of PGD-3; quick: 1 of PGD-3) | ours (short: the CPU budget, and full's hour on one GPU) |
+# | model | ResNet-18 width 64 with the CIFAR stem in full, 8 epochs one-cycle, peak lr 0.2, batch 512 (issue #17: full in about an hour on one GPU; before: 10, 30, and 60 epochs at lr 0.1, batch 100; not yet run on a GPU); **quick: width 8 with the ImageNet (torchvision) stem**, whose attack steps cost about a fifth of the CIFAR stem's on a 2-core CPU (the benchmark cell prints the throughput); **cpu tier: width 16, ImageNet stem, all 50,000 training images (45,000 + 5,000 validation), 25 epochs one-cycle, peak lr 0.2, batch 256** (issue #17: a standard arm of at least 75%) | ours (P2's architecture unknown; quick: CPU budget) |
 # | data | CIFAR-10 subsets, offline JPEG re-encoding when `NUP_DATA_DIR` is set; validation carved from the train subset | ours |
-# | attacks | FGSM, PGD-10, PGD-20 (full: 2 restarts, EOT 4; **quick and cpu: 1 restart, EOT 2**); L∞, ε ∈ {2, 8}/255 (budgets: AutoAttack at every arm and ε; full had ε = 4/255, PGD-50 with 3 restarts and EOT 8 before issue #17's hour), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
-# | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT over `aa_eot` draws: 20 in quick and cpu, 10 in full) for the random-mask defence. Every profile a cut of the reference (APGD-CE + APGD-T over 3 targets, no FAB-T; Square inside it in quick and cpu): **full 50 steps, no Square inside (it runs alone at the largest ε, 1,000 queries), EOT 10** (the reference, 100 steps, 9 targets, FAB-T, 5,000 queries, EOT 20, did not fit full's hour on one GPU); cpu 20 steps, 1,000 queries; **quick 20 steps, 300 queries** | ours (a cut of Croce & Hein 2020; budgets) |
+# | attacks | FGSM, PGD-10, PGD-20, 1 restart, EOT 2 (full had 2 restarts and EOT 4 before issue #17's second cut); L∞, ε ∈ {2, 8}/255 (budgets: AutoAttack at every arm and ε; full had ε = 4/255, PGD-50 with 3 restarts and EOT 8 before issue #17's hour), step 2.5ε/steps; adaptive/unaware variants use the shorter PGD | ours (standard practice) |
+# | reference attack | AutoAttack (torchattacks) through the deployed defence, every arm and ε: the standard version for deterministic systems, the randomized version (APGD-CE, APGD-DLR, EOT over `aa_eot` draws: 20 in quick and cpu, 10 in full) for the random-mask defence. Every profile a cut of the reference (APGD-CE + APGD-T over 3 targets, no FAB-T; Square inside it in quick and cpu): **full 20 steps, no Square inside (it runs alone at the largest ε, 300 queries), EOT 10** (the reference, 100 steps, 9 targets, FAB-T, 5,000 queries, EOT 20, did not fit full's hour on one GPU); cpu 20 steps, 1,000 queries; **quick 20 steps, 300 queries** | ours (a cut of Croce & Hein 2020; budgets) |
 # | gradient-free check | Square alone (the same queries) on every arm at the largest ε; an arm where it beats all gradient attacks together is flagged for gradient masking | ours (Carlini et al. 2019) |
-# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (200 in quick, 500 in cpu and full) | ours (RobustBench-style counts; quick: the CI budget) |
+# | test images | clean accuracy on `N_TEST` test images; attacks on a class-balanced, shuffled subset of `N_ATK` of them (200 in quick and full, 500 in cpu) | ours (RobustBench-style counts; quick: the CI budget) |
 # | seeds | `N_SEEDS` training seeds (2 in quick and cpu, 3 in full); every interval is a two-level bootstrap over test images **and** seeds | ours |
 # | adaptive attacks | ConjMask: PGD/FGSM through the mask (selection constant) + BPDA; random masks: EOT over `EOT` draws | ours (required by the project) |
 # | transfer attack | PGD-20 crafted on another arm's model (the standard one; for the standard arm the LogitReg one) | ours |
@@ -96,18 +96,18 @@ setup = conjmask_study.Setup(
     n_train=pick(smoke=80, quick=2400, cpu=50000, full=50000),  # train subset incl. validation
     n_val=pick(smoke=20, quick=400, cpu=5000, full=5000),  # carved out of the train subset
     n_test=pick(smoke=12, quick=1000, cpu=10000, full=10000),  # test images for clean accuracy
-    n_atk=pick(smoke=4, quick=200, cpu=500, full=500),  # a balanced, shuffled subset of them is attacked
+    n_atk=pick(smoke=4, quick=200, cpu=500, full=200),  # a balanced, shuffled subset of them is attacked
     n_sel=pick(smoke=8, quick=150, cpu=500, full=500),  # validation images for the selection
-    epochs=pick(smoke=1, quick=5, cpu=25, full=10),  # full: issue #17's hour on one GPU (before: 30, 60); cpu: was 20
+    epochs=pick(smoke=1, quick=5, cpu=25, full=8),  # full: issue #17's hour on one GPU (before: 10, 30, 60); cpu: was 20
     schedule=pick(smoke="cosine", quick="onecycle", cpu="onecycle", full="onecycle"),
-    at_epochs=pick(smoke=1, quick=1, cpu=2, full=3), at_steps=pick(smoke=1, quick=3, cpu=3, full=5), at_eps=AT_EPS,
+    at_epochs=pick(smoke=1, quick=1, cpu=2, full=2), at_steps=pick(smoke=1, quick=3, cpu=3, full=5), at_eps=AT_EPS,
     eps_run=pick(smoke=EPS_CUT, quick=EPS_CUT, cpu=EPS_CUT, full=EPS_CUT),  # two radii (budgets)
     eps_large=EPS_LARGE,
     pgd_steps=pick(smoke=(1, 2), quick=(10, 20), cpu=(10, 20), full=(10, 20)),  # budgets (full: was 20, 50)
-    restarts=pick(smoke=1, quick=1, cpu=1, full=2), eot=pick(smoke=2, quick=2, cpu=2, full=4),  # EOT: random masks
-    aa_steps=pick(smoke=2, quick=20, cpu=20, full=50), aa_eot=pick(smoke=2, quick=20, cpu=20, full=10),  # ref. 100, 20
+    restarts=pick(smoke=1, quick=1, cpu=1, full=1), eot=pick(smoke=2, quick=2, cpu=2, full=2),  # EOT: random masks
+    aa_steps=pick(smoke=2, quick=20, cpu=20, full=20), aa_eot=pick(smoke=2, quick=20, cpu=20, full=10),  # ref. 100, 20
     aa_parts=pick(smoke=AA_CUT, quick=AA_CUT, cpu=AA_CUT, full=AA_FULL),  # None: the reference's four parts
-    aa_targets=pick(smoke=2, quick=3, cpu=3, full=3), aa_queries=pick(smoke=20, quick=300, cpu=1000, full=1000),
+    aa_targets=pick(smoke=2, quick=3, cpu=3, full=3), aa_queries=pick(smoke=20, quick=300, cpu=1000, full=300),
     sel_eps=SEL_EPS, sel_steps=pick(smoke=1, quick=5, cpu=5, full=10),
     r_test_grid=pick(smoke=(0.1, 0.2), quick=(0.1, 0.2), cpu=(0.1, 0.2), full=(0.1, 0.2)),
     lambda_grid=pick(smoke=(0.05,), quick=(0.01, 0.05), cpu=(0.01, 0.05), full=(0.01, 0.05)),
@@ -156,6 +156,13 @@ print(paper.P2)
 # standard arm's clean accuracy just above 75% on average but the lower end of its interval just below the floor,
 # so every rule would have been gated to inconclusive; no robustness number of that run was seen. Rules, floor and
 # thresholds unchanged.
+#
+# *Revised again (issue #17), before any full run:* full is cut further, since the whole full tier was still
+# estimated at about 110 minutes of the hour (04: 67.8, 48.3 of them attack parts counted as upper bounds; a CPU dry
+# run translated onto the H200's measured throughput). Now: 8 training epochs (was 10), PGD-AT 2 epochs (was 3),
+# 200 attacked images (was 500; the cpu tier keeps 500), PGD with one restart and EOT 2 (were 2 and 4: the cpu
+# tier's), AutoAttack's APGD parts 20 steps (was 50: the cpu tier's), Square alone 300 queries (was 1,000:
+# quick's). Full still has never run; quick and cpu unchanged; rules, floor and thresholds unchanged.
 #
 # *Revised (issue #17), before any full run:* full is cut to its share of the full tier's hour on one GPU. A dry
 # run calibrated on an NVIDIA H200's measured throughput put the earlier full at about 1,790 minutes, 1,645 of them
@@ -351,11 +358,11 @@ print(results.verdict_lines(claims))
 #   That is still well below the paper's ResNet-18 regime (about 88–91%); only full can speak to it.
 # * r (test time) and λ were chosen on a validation split carved from the training subset (first seed only); the
 #   logit-norm variant runs only in smoke. Quick and cpu attack with PGD-10/PGD-20, one restart and EOT over
-#   2 masks, full with two restarts and EOT 4; the adaptive variants (BPDA, no-EOT, unaware) use the shorter PGD.
+#   2 masks, as does full; the adaptive variants (BPDA, no-EOT, unaware) use the shorter PGD.
 # * The PGD-AT anchor is a short fine-tune from the standard model (its steps and epochs are in the parameters above):
 #   it shows that the evaluation can register real robustness, not what full adversarial training reaches.
 # * The worst case includes AutoAttack (torchattacks) and Square; every profile cuts them down (no FAB-T, 3 APGD-T
-#   targets; quick 20 steps and 300 Square queries; full 50 steps, and Square with 1,000 queries only alone at the
+#   targets; quick 20 steps and 300 Square queries; full 20 steps, and Square with 300 queries only alone at the
 #   largest ε: the `repr` lines above), none runs the reference settings. Every worst case is still an upper bound on robustness. Quick uses the ImageNet stem (a CPU budget choice), full
 #   the CIFAR stem; the two regimes need not agree.
 # * The coupling claim is a rank correlation over seven arms; the "Goldilocks band" (a non-monotone relation) cannot be resolved with

@@ -107,7 +107,7 @@ WORLD = dict(n_entities=pick(smoke=30, quick=300, full=2000), exposure_rate=1.0)
 MODEL = dict(arch=ARCH, d_model=pick(smoke=32, quick=64, full=128), n_layers=pick(smoke=1, quick=2, full=4), n_heads=4)
 TRAIN = dict(steps=pick(smoke=60, quick=400, full=1500), batch_size=pick(smoke=64, quick=128, full=256))
 K_SAMPLES = pick(smoke=4, quick=10, full=20)  # sampled answers per prompt (baseline)
-N_BOOT = pick(smoke=50, quick=500, full=2000)  # bootstrap resamples
+N_BOOT = pick(smoke=50, quick=500, full=1000)  # bootstrap resamples (full: 2,000 before issue #17)
 N_QA = pick(smoke=40, quick=None, full=None)  # questions (None = all 507)
 N_WORDINGS = pick(smoke=2, quick=2, full=4)  # first N of qa_probe.WORDINGS
 MAX_NEW_TOKENS = pick(smoke=4, quick=24, full=32)  # greedy answer length cap (tokens)
@@ -134,7 +134,8 @@ print("paper:", paper.fmt("p2_auroc"), "-", paper.get("p2_auroc")["quantity"])
 # ("interval above 0.5 / above 0"), and the Goldilocks rule returned *partially* when one side was
 # significant. Issue #13 (before any real-model number): the main claims moved from the fact world
 # to SmolLM2, whose verdict uses the AUROC within category; the fact-world claims keep their rules
-# under `factworld-` ids.
+# under `factworld-` ids. Issue #17 (before any full run): full's bootstrap draws 1,000 resamples (was 2,000): on
+# the CPU its resamples were most of full's estimated time on the GPU machine; quick unchanged. Rules unchanged.
 
 # %%
 RULES = {
