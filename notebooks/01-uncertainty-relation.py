@@ -74,7 +74,7 @@ EPS_MNIST = [0.05, 0.1, 0.2]  # L-inf attack budgets on MNIST, pixel units in [0
 EPS_CIFAR_255 = [2, 4, 8]  # L-inf attack budgets on CIFAR-10, in 1/255 units
 IS_SIGMA = 0.1  # importance sampling: std of the truncated normals around data points, pixel units
 IS_DEFENSIVE = 0.1  # importance sampling: weight of the uniform component of the proposal
-Z_SIG = 1.96  # a component is consistent with the bound when P_i + Z_SIG * SE(P_i) >= 1/2
+Z_SIG = 1.96  # a component is consistent with the bound when P_i + Z_SIG * SE(P_i) is at least 1/2
 
 # %%
 profile = runtime.resolve_profile(PROFILE)

@@ -504,6 +504,7 @@ def claims(st: Setup, sm: Summary, nup: dict, rules: dict, *, profile: str, logi
     med_corr = np.array([float(nup[a]["corr"].median()) for a in ARMS])
     rob = np.array([float(hl[a].mean()) for a in ARMS])
     rho, p_rho = defenses.spearman(med_corr, rob)
+    p_rho = p_rho if math.isfinite(p_rho) else None  # tied ranks everywhere (e.g. all arms at 0 robust): undefined
 
     def rho_of(i):  # Spearman rho across arms of (median coupling, robust accuracy) on resampled images i
         i = torch.as_tensor(i)

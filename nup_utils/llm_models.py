@@ -134,12 +134,33 @@ def _offline():
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def load_lm(spec: str, device: torch.device | str = "cpu", *, dtype: torch.dtype = torch.float32) -> LoadedLM:
-    """Model spec -> ``LoadedLM`` (eval mode, parameters frozen: the probe needs gradients w.r.t. inputs only)."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu") -> torch.dtype:
+    """``"auto"`` -> bfloat16 where bf16 arithmetic is native (a CUDA device with bf16, a CPU with AMX-BF16 or
+    AVX512-BF16: :func:`benchmark.bf16_native`), float32 elsewhere (emulated bf16 is slow); ``"float32"`` /
+    ``"bfloat16"`` or a torch dtype of those as given. The model is published in bf16; its probe statistics are
+    computed in float32 either way (``llm_probe.PrefillProbe``)."""
+    from .benchmark import bf16_native
+
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if bf16_native(torch.device(device)) else torch.float32
+    if dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype={dtype!r}; allowed: 'auto', {', '.join(map(repr, DTYPES))} or torch.float32/bfloat16")
+
+
+def load_lm(spec: str, device: torch.device | str = "cpu", *, dtype: torch.dtype | str = torch.float32) -> LoadedLM:
+    """Model spec -> ``LoadedLM`` (eval mode, parameters frozen: the probe needs gradients w.r.t. inputs only).
+    ``dtype``: float32 (default), bfloat16, or "auto" (:func:`resolve_dtype`); recorded in ``info``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    dtype = resolve_dtype(dtype, device)
     if not isinstance(spec, str | os.PathLike) or not str(spec):
         raise ValueError(f"spec={spec!r}; allowed: {', '.join(GGUF_WHEELS)}, a local folder, or a hub id owner/name")
     spec_s = str(spec)

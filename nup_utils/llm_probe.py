@@ -138,8 +138,10 @@ class PrefillProbe:
             for j, loss in enumerate(self.losses):
                 # sum over prompts: each prompt's G is its own gradient (prompts do not interact)
                 (G,) = torch.autograd.grad(per_loss[loss].sum(), E, retain_graph=j < len(self.losses) - 1)
-                cos = (E * G).sum(-1) / (E.norm(dim=-1) * G.norm(dim=-1)).clamp(min=self.eps)  # (B, T)
-                ip = (E * G).sum(-1)  # (B, T)
+                # statistics in float32 whatever the model's dtype (a bf16 model: 8-bit mantissas, D-long sums)
+                Ef, G = E.detach().float(), G.float()
+                cos = (Ef * G).sum(-1) / (Ef.norm(dim=-1) * G.norm(dim=-1)).clamp(min=self.eps)  # (B, T)
+                ip = (Ef * G).sum(-1)  # (B, T)
                 for name, c in (("cos", cos), ("ip", ip)):
                     out[f"{loss}/{name}/mean"] = (c * m).sum(1) / m.sum(1)
                     out[f"{loss}/{name}/last_k"] = (c * lastk).sum(1) / lastk.sum(1)

@@ -66,20 +66,25 @@ def arms_table(n_params: dict[str, int]) -> str:
     return report.md_table(["arm", "input", "widths", "parameters", "label"], rows)
 
 
+def _ok(value, fmt: str, scale: float = 1.0) -> str:
+    """A mean over successful fits, or a dash where none succeeded (arm_summary's None)."""
+    return "—" if value is None else format(scale * value, fmt)
+
+
 def fits_table(summary: list[dict]) -> str:
-    """Per arm: failures, iterations, evaluations, caps, speed and test MSE (successful fits)."""
+    """Per arm: failures, iterations, evaluations, caps, speed and test MSE (successful fits; "—": none)."""
     header = ["arm", "failed", "iterations (ok)", "evaluations (ok)", "at cap", "reached R²=0.99"]
     header += ["median evals to R²=0.99 (censored)", "geo-mean test MSE ×10⁻² (ok)", "wall s/fit"]
     rows = [
         [
             s["arm"],
             f"{s['failed']}/{s['fits']}",
-            f"{s['iters_ok_mean']:.0f}",
-            f"{s['evals_ok_mean']:.0f}",
+            _ok(s["iters_ok_mean"], ".0f"),
+            _ok(s["evals_ok_mean"], ".0f"),
             f"{s['at_cap']}/{s['fits']}",
             f"{s['reached_target']}/{s['fits'] - s['failed']}",
             f"{s['evals_to_target_median_censored']:.0f}",
-            f"{100 * s['test_mse_geomean_ok']:.3g}",
+            _ok(s["test_mse_geomean_ok"], ".3g", 100),
             f"{s['wall_s_mean']:.1f}",
         ]
         for s in summary

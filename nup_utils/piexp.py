@@ -556,7 +556,7 @@ def failure_rate(records: list[dict], arm: str) -> dict:
 def arm_summary(records: list[dict], arms) -> list[dict]:
     """Per arm: fits, failures (by reason), iterations and evaluations over successful fits, share of
     fits at a cap, median evaluations to the target (censored at the cap), geometric-mean test MSE over
-    successful fits."""
+    successful fits (None where no fit of the arm succeeded: not computable, and JSON has no NaN)."""
     out = []
     for a in arms:
         rs = [r for r in records if r["arm"] == a]
@@ -568,14 +568,12 @@ def arm_summary(records: list[dict], arms) -> list[dict]:
                 "fits": len(rs),
                 "failed": len(rs) - len(ok),
                 "failure_reasons": reasons,
-                "iters_ok_mean": float(np.mean([r["iters"] for r in ok])) if ok else float("nan"),
-                "evals_ok_mean": float(np.mean([r["evals"] for r in ok])) if ok else float("nan"),
+                "iters_ok_mean": float(np.mean([r["iters"] for r in ok])) if ok else None,
+                "evals_ok_mean": float(np.mean([r["evals"] for r in ok])) if ok else None,
                 "at_cap": sum(r["hit_cap"] for r in rs),
                 "reached_target": sum(r["evals_to_target"] is not None for r in ok),
                 "evals_to_target_median_censored": float(np.median([r["evals_to_target_censored"] for r in rs])),
-                "test_mse_geomean_ok": float(np.exp(np.mean(np.log([r["test_mse"] for r in ok]))))
-                if ok
-                else float("nan"),
+                "test_mse_geomean_ok": float(np.exp(np.mean(np.log([r["test_mse"] for r in ok])))) if ok else None,
                 "wall_s_mean": float(np.mean([r["wall_s"] for r in rs])),
             }
         )

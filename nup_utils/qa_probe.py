@@ -451,13 +451,18 @@ def limits_markdown(
     }
     lo, hi = min(within.values(), default=float("nan")), max(within.values(), default=float("nan"))
     grades = res["grades"].values()
+
+    def auroc(name: str, key: str = "auroc") -> str:  # absent when the test answers hold one class only
+        m = det[name].get(key)
+        return metrics.fmt(m) if m else "not computable (one class only among the test answers)"
+
     return f"""- **Real model.** {info["name"]} ({info["n_params"] / 1e6:.0f}M parameters) is a small model: it answers
   {res["test_accuracy"]["value"]:.1%} of the {res["n_test"]} test questions correctly with the fixed wording
   {choice["wording"]!r}, so most "hallucinations" here are confident wrong answers of a weak model, and the paper's
   LLMs (unknown to us) are much larger. One model, one benchmark: the intervals carry question sampling only.
-- **Confound.** The probe's pooled test AUROC is {metrics.fmt(det[choice["variant"]]["auroc"])}
-  and the category-alone reference's {metrics.fmt(det["category_alone"]["auroc"])}; the verdict
-  uses the AUROC within category, {metrics.fmt(det[choice["variant"]]["auroc_within_category"])}.
+- **Confound.** The probe's pooled test AUROC is {auroc(choice["variant"])}
+  and the category-alone reference's {auroc("category_alone")}; the verdict
+  uses the AUROC within category, {auroc(choice["variant"], "auroc_within_category")}.
 - **Direction.** The paper's direction (weak coupling = risk) was fixed before any number. Over the chosen loss's
   variants, test AUROC within category ranges from {lo:.3f} to {hi:.3f} ({len(within)} computable);
   a value far below 0.5 would mean that *strong* coupling flags errors here, the opposite of the claim

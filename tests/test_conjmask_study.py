@@ -101,6 +101,19 @@ def test_summary_claims_and_masking_gap():
     assert "robust_gain_seeds" in by["both-robustness"]["metrics"]
 
 
+def test_coupling_rule_with_tied_ranks_has_no_p_value():
+    """Every arm at 0 robust accuracy (a full dry run's padded attacks; a real run against a strong attack) ties
+    every rank: Spearman's p-value is undefined, so it is None in the results (JSON has no NaN), not a number."""
+    from nup_utils import results
+
+    st = _setup()
+    res, atk_idx = _res(st, dict.fromkeys(cs.ARMS, 0.0))
+    claims, coupling = cs.claims(st, cs.Summary(st, res, atk_idx), _nup(CORR), _rules(), profile="quick",
+                                 logit_key="squeeze")  # fmt: skip
+    (c,) = [c for c in claims if c["id"] == "coupling-predicts-robustness"]
+    assert c["metrics"]["spearman_rho"]["p_value"] is None and not results.non_finite(claims)
+
+
 def test_sanity_checks_pass_and_fail():
     st = _setup()
     res, atk_idx = _res(st, ROBUST)

@@ -144,6 +144,34 @@ def test_probe_with_two_losses_equals_two_single_loss_probes(tiny_lm):
         lp.PrefillProbe(tiny_lm.model, enc, loss=("prompt_nll", "prompt_nll"))
 
 
+def test_a_bf16_model_gives_float32_probe_statistics_close_to_the_float32_model(tiny_lm):
+    """LLM_DTYPE="auto" runs the real model in bf16 where bf16 is native: the probe's statistics are still computed in
+    float32 (finite, float32 arrays) and track the float32 model's."""
+    import copy
+
+    enc = lp.hf_encoder(tiny_lm.tokenizer)
+    prompts = ["Question: what is the capital of x ?\nAnswer:", "Question: who wrote y ?\nAnswer:", "a b c d"]
+    ref = lp.PrefillProbe(tiny_lm.model, enc, loss=lp.LOSSES, batch_size=2).score(prompts)
+    bf = lp.PrefillProbe(copy.deepcopy(tiny_lm.model).to(torch.bfloat16), enc, loss=lp.LOSSES, batch_size=2)
+    out = bf.score(prompts)
+    for k in ("prompt_nll/cos/mean", "greedy_nll/ip/mean", "entropy", "max_prob"):
+        assert out[k].dtype == np.float32 and np.isfinite(out[k]).all(), k
+        np.testing.assert_allclose(out[k], ref[k], rtol=0.1, atol=0.02, err_msg=k)
+
+
+def test_dtype_auto_follows_native_bf16(monkeypatch):
+    from nup_utils import benchmark
+
+    assert lm_.resolve_dtype("float32") is torch.float32 and lm_.resolve_dtype(torch.bfloat16) is torch.bfloat16
+    monkeypatch.setattr(benchmark, "bf16_native", lambda device: True)
+    assert lm_.resolve_dtype("auto", "cpu") is torch.bfloat16
+    monkeypatch.setattr(benchmark, "bf16_native", lambda device: False)  # emulated bf16 is slow: float32
+    assert lm_.resolve_dtype("auto", "cpu") is torch.float32
+    for bad in ("fp16", torch.float16, None):
+        with pytest.raises(ValueError, match="dtype=.*allowed: 'auto'"):
+            lm_.resolve_dtype(bad)
+
+
 def test_grading_ignores_echoes_of_the_question():
     q = "What is the capital of Singapore?"
     assert not lp.answer_matches("The capital of Singapore is Jurong.", ["Singapore"], q)
@@ -302,5 +330,9 @@ def test_notebook_claims_summary_and_limits_from_a_synthetic_run():
     assert "AUROC within category" in qa_probe.summary_lines(res, ch)
     text = qa_probe.limits_markdown(res, ch, info, test, n_wordings=2, max_new_tokens=8)
     assert "toy (2M parameters)" in text and "3.0x a forward pass" in text and "Unanswered: 0" in text
+    one_class = {**res, "detection": {k: {} for k in res["detection"]}}  # no AUROC: one class among the answers
+    assert "not computable (one class only" in qa_probe.limits_markdown(
+        one_class, ch, info, test, n_wordings=2, max_new_tokens=8
+    )
     ex = qa_probe.extra(res, ch, info, val, test, [{"question": f"q{i}"} for i in range(300)], np.arange(300))
     assert len(ex["answers_sample"]) == 20 and ex["answers_sample"][0][0] == "q0" and "deciles" not in ex["test"]

@@ -112,11 +112,13 @@ def test_notebook_quick(nb_path, nb_outputs, notebook_times):
     assert not problems, f"{nb_path.name} did not reproduce its committed results:\n" + "\n".join(problems)
 
 
-# issue #17: the full profile's code paths dry-run on a CPU in CI: 01, 02 and 03 (about 1.5 minutes on 2 cores with
-# batches cut to 8 and loops to one iteration). 04's dry run (CIFAR-stem ResNet-18s, 7 arms x 3 seeds x 2 radii of
-# attacks) takes about 7 minutes more, beyond CI's 30: `make dry-run ONLY=04` runs it
-DRY_RUN = ("01", "02", "03")
-DRY_MAX_BATCH = 8  # every batch cut to this
+# issue #17: the full profile's code paths dry-run on a CPU in CI, every notebook that runs an experiment (01-06):
+# batches cut to 2 and loops to one iteration, about 3 minutes on 2 cores (01-03 alone at batch 8 took 1.5). Batches
+# of 2 also make degenerate statistics (constant scores, one class only) that a real run may meet: three such bugs
+# (a NaN p-value in 04, a missing AUROC in 05's limits, NaN means of an arm with no successful fit in 06) stopped the
+# full run of 04, 05 and 06 before they ran here
+DRY_RUN = tuple(p.stem[:2] for p in NOTEBOOKS if not p.stem.startswith("00-"))
+DRY_MAX_BATCH = 2  # every batch cut to this (batch norm needs two samples)
 DRY_MAX_STEPS = 1  # and every cut loop to one iteration: code paths, not timings (the CI budget)
 
 
@@ -137,12 +139,16 @@ def test_full_profile_dry_run(tmp_path, notebook_times):
     est = json.loads((tmp_path / "dry-full" / "estimate.json").read_text())
     assert est["complete"] and sorted(est["notebooks"]) == sorted(p.stem for p in NOTEBOOKS if p.stem[:2] in DRY_RUN)
     for name, nb in est["notebooks"].items():
-        assert nb["loops"] > 0 and nb["flops"] > 0 and nb["total_s"] > 0, f"{name}: the dry run cut no loop"
+        assert nb["loops"] > 0 and nb["total_s"] > 0, f"{name}: the dry run cut no loop"
+        # 06 fits float64 MLPs with LBFGS, host loops whose FLOPs are not counted; every other notebook's are
+        assert nb["flops"] > 0 or name.startswith("06-"), f"{name}: the dry run counted no FLOP"
     # 02 plans the training of every model; 03 reuses them, as a real run does from the cache (no second cost)
     whats = {nb: {w for w, _, _ in v["by_what"]} for nb, v in est["notebooks"].items()}
     assert "train step" in whats["02-sbde-accuracy"] and "train step" not in whats["03-mask-projection"]
     assert "autoattack" in whats["03-mask-projection"]
     assert {"mc batch", "train step", "pgd step"} <= whats["01-uncertainty-relation"]
+    assert {"train step", "autoattack", "square", "eot draw"} <= whats["04-conjmask-logitreg"]
+    assert {"probe batch", "greedy decode batch", "LM train step"} <= whats["05-llm-probe"]
     # the same work on the GPU whose dry run is committed (results/benchmarks), from its measured throughput: the
     # cut batches and steps here change only the time measured here, not the work counted or matched
     assert est["total_min_on"].get("NVIDIA H200", 0) > 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nup_utils import pi_expansion as pe
-from nup_utils import piexp, verdicts
+from nup_utils import piexp, results, verdicts
 
 FUNCS, SEEDS = ("F1", "F2", "F3", "F4"), (0, 1, 2)
 
@@ -87,6 +87,12 @@ def test_sensitivity_says_when_too_few_pairs_succeed():
     assert "too few pairs" in table and sens["failure_rate"]["Std"]["value"] == 1.0
     extra = pe.extra(piexp.arm_summary(recs, ("Std",)), {}, [], [], sens)
     assert extra["paper_literal"]["log_mse_exp5_vs_std"] is None
+    # an arm with no successful fit has no mean over successful fits: None in the results (JSON has no NaN, and
+    # write_results refuses one: the full dry run of 06 stopped there), a dash in the table
+    std = {s["arm"]: s for s in sens["summary"]}["Std"]
+    assert std["iters_ok_mean"] is None and std["evals_ok_mean"] is None and std["test_mse_geomean_ok"] is None
+    assert not results.non_finite(extra)
+    assert "| 12/12 | — | — |" in pe.fits_table(sens["summary"])
 
 
 def test_setting_tables_and_figure():
