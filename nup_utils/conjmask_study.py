@@ -539,7 +539,7 @@ def claim_lines(claims_: list[dict], coupling: dict, clean_acc: dict) -> str:
     rm = coupling["rho_m"]
     lines = [
         f"coupling: rho = {coupling['rho']:+.3f} [{rm['ci95'][0]:+.3f}, {rm['ci95'][1]:+.3f}], "
-        f"exact p = {coupling['p_rho']:.3f}"
+        "exact p = " + ("undefined (tied ranks)" if coupling["p_rho"] is None else f"{coupling['p_rho']:.3f}")
     ]
     for c in claims_:
         h = c["metrics"][c["headline"]]

@@ -112,6 +112,8 @@ def test_coupling_rule_with_tied_ranks_has_no_p_value():
                                  logit_key="squeeze")  # fmt: skip
     (c,) = [c for c in claims if c["id"] == "coupling-predicts-robustness"]
     assert c["metrics"]["spearman_rho"]["p_value"] is None and not results.non_finite(claims)
+    sm = cs.Summary(st, res, atk_idx)
+    assert "exact p = undefined (tied ranks)" in cs.claim_lines(claims, coupling, sm.clean_acc)
 
 
 def test_sanity_checks_pass_and_fail():
