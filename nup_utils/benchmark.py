@@ -148,16 +148,23 @@ def run(grid: str = "quick", *, device="auto", seconds: float = 1.5, repeats: in
                     rows.append(r)
                     log(line(r))
     return {
+        **machine(dev),
+        "grid": grid,
+        "seconds_per_block": seconds,
+        "repeats": repeats,
+        "rows": rows,
+    }
+
+
+def machine(dev: torch.device) -> dict:
+    """What every benchmark record names: the device, CPU model, native bf16, threads, versions and commit."""
+    return {
         "device": runtime.device_name(dev),
         "cpu_model": runtime.cpu_model(),
         "bf16_native": bf16_native(dev),
         "threads": runtime.threads_info(),
         "versions": runtime.versions(),
         "git_commit": runtime.git_commit(),
-        "grid": grid,
-        "seconds_per_block": seconds,
-        "repeats": repeats,
-        "rows": rows,
     }
 
 

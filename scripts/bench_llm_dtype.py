@@ -53,13 +53,8 @@ def main(argv=None) -> int:
     f32, b16 = runs["float32"], runs["bfloat16"]
     rec = {
         "what": "notebook 05's real model: seconds per prompt, float32 vs bfloat16 (scripts/bench_llm_dtype.py)",
-        "device": runtime.device_name(device),
-        "cpu_model": runtime.cpu_model(),
-        "bf16_native": benchmark.bf16_native(device),
+        **benchmark.machine(device),
         "auto_dtype": str(llm_models.resolve_dtype("auto", device)).removeprefix("torch."),
-        "threads": runtime.threads_info(),
-        "versions": runtime.versions(),
-        "git_commit": runtime.git_commit(),
         "n_prompts": a.n,
         "per_dtype": {k: {m: v[m] for m in ("probe_s_per_prompt", "decode_s_per_prompt")} for k, v in runs.items()},
         "bf16_vs_fp32": {

@@ -116,7 +116,7 @@ def test_notebook_quick(nb_path, nb_outputs, notebook_times):
 # batches cut to 2 and loops to one iteration, about 3 minutes on 2 cores (01-03 alone at batch 8 took 1.5). Batches
 # of 2 also make degenerate statistics (constant scores, one class only) that a real run may meet: three such bugs
 # (a NaN p-value in 04, a missing AUROC in 05's limits, NaN means of an arm with no successful fit in 06) stopped the
-# full run of 04, 05 and 06 before they ran here
+# dry runs of 04, 05 and 06 when they were first run here; a full run meeting them would have stopped too
 DRY_RUN = tuple(p.stem[:2] for p in NOTEBOOKS if not p.stem.startswith("00-"))
 DRY_MAX_BATCH = 2  # every batch cut to this (batch norm needs two samples)
 DRY_MAX_STEPS = 1  # and every cut loop to one iteration: code paths, not timings (the CI budget)
