@@ -389,7 +389,8 @@ class AutoAttack:
     def _dry(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """A dry run: each part alone, DRY_STEPS iterations, one target class, DRY_QUERIES queries, one EOT draw,
         timed, its time scaled by that part's gradient-step equivalents, planned / run (a query ~ 1/3 of a
-        gradient step). An upper bound of a real run: every part works on every image. The labels are the
+        gradient step). An upper bound of a real run: every part works on every image (with NUP_DRY_MAX_BATCH, a
+        CPU code-path check, on the first few only, its time and FLOPs scaled to all of them). The labels are the
         untrained model's own predictions, since the library's parts skip the images a model already gets wrong
         (a tenth of them right would time the parts on a tenth of the images); in a real run, MultiAttack hands
         a part only the images the parts before it left robust."""
@@ -399,16 +400,17 @@ class AutoAttack:
             return (per_part | {"apgd-t": s * t, "fab-t": s * t, "square": q / 3})[p]
 
         steps, queries = min(self.steps, DRY_STEPS), min(self.n_queries, DRY_QUERIES)
-        with torch.no_grad():
-            y = net(x).argmax(1)
-        comps = self.components(net, steps=steps, n_queries=queries, n_targets=1, eot=1)
         key = dict(batch=len(x), image=tuple(x.shape[1:]), parts=self.parts, steps=self.steps)
-        out = x
+        xs = x[: dryrun.batch_cap(len(x))]  # NUP_DRY_MAX_BATCH (a CPU code-path check): its first images only
+        with torch.no_grad():
+            y = net(xs).argmax(1)
+        comps = self.components(net, steps=steps, n_queries=queries, n_targets=1, eot=1)
+        out = xs
         for p, atk in zip(self.parts, comps, strict=True):
             scale = work(p, self.steps, self.n_targets, self.n_queries, self.eot) / work(p, steps, 1, queries, 1)
-            for _ in dryrun.loop(1, "autoattack", scale=scale, part=p, **key):
-                out = atk(x, y).detach()
-        return out
+            for _ in dryrun.loop(1, "autoattack", scale=scale * len(x) / len(xs), part=p, **key):
+                out = atk(xs, y).detach()
+        return dryrun.pad(out, len(x))  # the cut images repeated: the real shape, numbers that mean nothing
 
 
 class Square:
@@ -435,14 +437,15 @@ class Square:
         net = model if self.transform is None else _Through(model, self.transform)
         queries = min(self.n_queries, DRY_QUERIES) if dryrun.active() else self.n_queries  # see AutoAttack._dry
         key = dict(batch=len(x), image=tuple(x.shape[1:]), n_queries=self.n_queries)
+        xs = x[: dryrun.batch_cap(len(x))]  # all of x, except in a dry run with NUP_DRY_MAX_BATCH (as AutoAttack)
         with eval_mode(model):
             if dryrun.active():  # the untrained model's own labels: every image searched (an upper bound)
                 with torch.no_grad():
-                    y = net(x).argmax(1)
+                    y = net(xs).argmax(1)
             norm = "Linf" if self.norm == "linf" else "L2"
-            for _ in dryrun.loop(1, "square", scale=self.n_queries / queries, **key):
-                out = ta.Square(net, norm=norm, eps=self.eps, n_queries=queries, seed=self.seed)(x, y).detach()
-        return out
+            for _ in dryrun.loop(1, "square", scale=self.n_queries / queries * len(x) / len(xs), **key):
+                out = ta.Square(net, norm=norm, eps=self.eps, n_queries=queries, seed=self.seed)(xs, y).detach()
+        return dryrun.pad(out, len(x))
 
 
 def throughput(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor) -> dict:

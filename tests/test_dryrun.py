@@ -425,6 +425,40 @@ def test_a_dry_run_attacks_every_image_not_only_the_clean_correct(dry, monkeypat
     assert seen == [3]
 
 
+def test_a_capped_dry_run_attacks_the_first_images_and_counts_them_all(dry, monkeypatch):
+    """With NUP_DRY_MAX_BATCH (CI's code-path check), AutoAttack and Square work on the first images only: the
+    gradient batches are the cap, the output has every row, and the ledger scales time and FLOPs to all images
+    while the cost key keeps the real batch (what a reference device's record is matched on)."""
+    from nup_utils import attacks
+
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.batches = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)), []
+
+        def forward(self, z):
+            self.batches.append(len(z))
+            return self.net(z)
+
+    torch.manual_seed(0)
+    model, x, y = Counting().eval(), torch.rand(8, 3, 8, 8), torch.arange(8)
+    monkeypatch.setenv("NUP_DRY_MAX_BATCH", "2")
+    out = attacks.AutoAttack(eps=8 / 255, steps=100, parts=("apgd-ce",))(model, x, y)
+    sq = attacks.Square(eps=8 / 255, n_queries=100)(model, x, y)
+    assert out.shape == x.shape and sq.shape == x.shape
+    assert set(model.batches) <= {1, 2} and max(model.batches) == 2  # never more than the cap at once
+    aa_cap, sq_cap = [r for r in dryrun.read(dry) if r["what"] in ("autoattack", "square")]
+    monkeypatch.delenv("NUP_DRY_MAX_BATCH")
+    attacks.AutoAttack(eps=8 / 255, steps=100, parts=("apgd-ce",))(model, x, y)
+    attacks.Square(eps=8 / 255, n_queries=100)(model, x, y)
+    aa_all, sq_all = [r for r in dryrun.read(dry) if r["what"] in ("autoattack", "square")][2:]
+    assert aa_cap["key"]["batch"] == aa_all["key"]["batch"] == 8 and sq_cap["key"]["batch"] == 8
+    assert aa_cap["scale"] == pytest.approx(4 * aa_all["scale"]) and sq_cap["scale"] == pytest.approx(
+        4 * sq_all["scale"]
+    )
+    assert aa_cap["flops_per_iter"] == pytest.approx(aa_all["flops_per_iter"], rel=0.05)  # 2 images x 4 ~ 8 images
+
+
 def _rec(what, s, *, flops=None, planned=10.0, **key):
     return {"what": what, "key": key, "planned_total": planned, "s_per_iter": s, "flops_per_iter": flops}
 
