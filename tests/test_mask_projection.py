@@ -81,6 +81,7 @@ def test_claims_follow_the_data():
     assert (
         "clean accuracy baseline" in by["sbde-fragility"]["regime"] and "eps=2/255" in by["sbde-fragility"]["protocol"]
     )
+    assert f"on the {len(tr.x)} attacked images" in by["sbde-fragility"]["regime"]  # not the whole test set
     flat = mp.scaling_slope(*_power_law_mineps(0.0), seed=0, n_boot=200)
     tr2, cl2 = _threats({"baseline": 0.4, "sbde_a": 0.6, "sbde_b": 0.6, "sbde_c": 0.1, "sbde_d": 0.1})
     by2 = _claims(tr2, cl2, flat)
