@@ -516,8 +516,8 @@ def claims(
     )
     regime = (
         f"clean accuracy baseline {100 * m['clean_baseline']['value']:.1f}%, "
-        f"SBDE {100 * m['clean_sbde']['value']:.1f}% on the {len(tr.x)} attacked images (notebook 02's models; "
-        "their accuracy on every test image is in 02's results) "
+        f"SBDE {100 * m['clean_sbde']['value']:.1f}% on the {len(tr.x)} attacked images (models of notebook 02's "
+        "recipe, from its cache; 02's results give that recipe's accuracy on the test set) "
         f"(paper: {paper.get('p3_baseline_acc')['value']}% / {paper.get('p3_sbde_acc')['value']}%); "
         f"width {rec['width']} ResNet-18, {rec['train_size'] or 50000} training images; "
         "attack settings ours (paper's unknown)"
