@@ -78,10 +78,12 @@ def test_claims_follow_the_data():
     assert by["gradient-concentration"]["verdict"] == "reproduced"
     assert by["min-perturbation-scaling"]["verdict"] == "reproduced"
     assert by["projection-restores-aware"]["metrics"]["aware_minus_baseline_a"]["value"] < 0
-    assert (
-        "clean accuracy baseline" in by["sbde-fragility"]["regime"] and "eps=2/255" in by["sbde-fragility"]["protocol"]
-    )
+    assert "clean accuracy on the" in by["sbde-fragility"]["regime"] and "eps=2/255" in by["sbde-fragility"]["protocol"]
     assert f"on the {len(tr.x)} attacked images" in by["sbde-fragility"]["regime"]  # not the whole test set
+    acc = {"baseline": {"accuracy": [0.75, 0.77], "n": 10000}, "sbde": {"accuracy": [0.8, 0.82], "n": 10000}}
+    with_test = mp.claims(tr, cl, SEEDS, _rules(), test_acc=acc, **_claim_kw(slope, "quick"))
+    assert "on all 10000 test images baseline 76.0%, SBDE 81.0%" in with_test[0]["regime"]
+    assert [c["verdict"] for c in with_test] == [by[c["id"]]["verdict"] for c in with_test]  # the regime line only
     flat = mp.scaling_slope(*_power_law_mineps(0.0), seed=0, n_boot=200)
     tr2, cl2 = _threats({"baseline": 0.4, "sbde_a": 0.6, "sbde_b": 0.6, "sbde_c": 0.1, "sbde_d": 0.1})
     by2 = _claims(tr2, cl2, flat)
@@ -159,3 +161,16 @@ def test_headline_is_the_worst_case_of_pgd_and_autoattack():
     by = {c["id"]: c for c in mp.claims(tr, cl, SEEDS, _rules(), **_claim_kw(slope_m), aa_steps=20)}
     assert by["sbde-fragility"]["verdict"] == "reproduced" and "AutoAttack-20" in by["sbde-fragility"]["protocol"]
     assert by["projection-restores-aware"]["metrics"]["robust_sbde_aware"]["value"] > 0  # (d) skipped, not failed
+
+
+def test_test_accuracy_is_per_arm_and_seed_on_every_image():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10)).eval()
+    x, y = torch.rand(30, 3, 4, 4), torch.randint(0, 10, (30,))
+    y[:10] = net(x[:10]).argmax(1)  # at least a third right for the identity transform
+    models = {("baseline", 0): net, ("baseline", 1): net, ("sbde", 0): net}
+    ident = sbde.InputTransform("identity", 1)
+    acc = mp.test_accuracy(models, {"baseline": ident, "sbde": ident}, x, y)
+    expected = float((net(x).argmax(1) == y).float().mean())
+    assert acc["baseline"] == {"accuracy": [pytest.approx(expected)] * 2, "n": 30}
+    assert acc["sbde"]["accuracy"] == [pytest.approx(expected)] and expected >= 1 / 3
