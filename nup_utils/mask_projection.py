@@ -520,11 +520,11 @@ def claims(
     if test_acc is not None:  # {arm: {"accuracy": [per seed], "n": images}}: the whole test split of this run
         n_test = test_acc["baseline"]["n"]
         on_test = (
-            f"on all {n_test} test images baseline {100 * np.mean(test_acc['baseline']['accuracy']):.1f}%, "
+            f"on the {n_test}-image test split baseline {100 * np.mean(test_acc['baseline']['accuracy']):.1f}%, "
             f"SBDE {100 * np.mean(test_acc['sbde']['accuracy']):.1f}% (mean over seeds); "
         )
     regime = (
-        f"clean accuracy {on_test}on the {len(tr.x)} attacked images baseline "
+        f"clean accuracy {on_test}on the {len(tr.x)} attacked images{' (a subset of it)' if on_test else ''} baseline "
         f"{100 * m['clean_baseline']['value']:.1f}%, SBDE {100 * m['clean_sbde']['value']:.1f}% "
         f"(paper: {paper.get('p3_baseline_acc')['value']}% / {paper.get('p3_sbde_acc')['value']}%); "
         f"width {rec['width']} ResNet-18, {rec['train_size'] or 50000} training images; "

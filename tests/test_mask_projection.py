@@ -82,7 +82,7 @@ def test_claims_follow_the_data():
     assert f"on the {len(tr.x)} attacked images" in by["sbde-fragility"]["regime"]  # not the whole test set
     acc = {"baseline": {"accuracy": [0.75, 0.77], "n": 10000}, "sbde": {"accuracy": [0.8, 0.82], "n": 10000}}
     with_test = mp.claims(tr, cl, SEEDS, _rules(), test_acc=acc, **_claim_kw(slope, "quick"))
-    assert "on all 10000 test images baseline 76.0%, SBDE 81.0%" in with_test[0]["regime"]
+    assert "on the 10000-image test split baseline 76.0%, SBDE 81.0%" in with_test[0]["regime"]
     assert [c["verdict"] for c in with_test] == [by[c["id"]]["verdict"] for c in with_test]  # the regime line only
     flat = mp.scaling_slope(*_power_law_mineps(0.0), seed=0, n_boot=200)
     tr2, cl2 = _threats({"baseline": 0.4, "sbde_a": 0.6, "sbde_b": 0.6, "sbde_c": 0.1, "sbde_d": 0.1})
