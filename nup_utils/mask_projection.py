@@ -637,5 +637,6 @@ def test_accuracy(models: dict, transforms: dict, x, y) -> dict:
 
 
 def clean_correct(models: dict, transforms: dict, x, y) -> dict:
-    """{(arm, seed): (N,) bool} clean correctness of every model on the attacked images."""
+    """{(arm, seed): (N,) bool} clean correctness of every model on (x, y): the attacked images, or the whole
+    test split (:func:`test_accuracy`)."""
     return {(a, s): training.evaluate(m, x, y, input_transform=transforms[a]) for (a, s), m in models.items()}
