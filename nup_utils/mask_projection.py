@@ -299,10 +299,39 @@ def geometry_figure(profiles: dict, ts, ratio_per_coord: torch.Tensor, s0, n_pro
 
 
 # ---------------------------------------------------------------- minimal perturbation vs dimension
-def min_eps_study(models: dict, tfs: dict, x, y, grid, *, steps: int, seed: int, s0) -> tuple[dict, dict, str]:
+def refine_min_eps(model, x, y, me: torch.Tensor, grid, attack_fn, *, bisect: int) -> torch.Tensor:
+    """``me`` (N,) from :func:`sbde.min_adv_eps` on ``grid`` refined by ``bisect`` geometric bisections of each
+    image's bracket (the grid point below its first broken one, that one): per step the attack runs at the bracket's
+    geometric mean, once per distinct bracket, and the image's estimate is the smallest eps that broke it. Images
+    broken at the first grid point, never broken (inf) or misclassified clean (0) keep their value."""
+    g, v = torch.tensor([float(e) for e in grid], dtype=torch.float64, device="cpu"), me.cpu().double()
+    pos = torch.full((len(v),), -1, device="cpu")  # bookkeeping on the CPU; the attacks run on x's device
+    hit = torch.isfinite(v) & (v > 0)
+    pos[hit] = (v[hit, None] - g[None]).abs().argmin(1)  # the grid point me holds (stored in me's precision)
+    todo = pos > 0  # a bracket below: the previous grid point did not break the image
+    hi, lo = g[pos.clamp_min(0)], g[(pos - 1).clamp_min(0)]  # (N,) float64; used where todo only
+    dev = x.device
+    for _ in range(bisect):
+        mid = (lo * hi).sqrt()
+        for m in torch.unique(mid[todo]).tolist():  # one attack per distinct bracket midpoint
+            idx = torch.nonzero(todo & (mid == m)).flatten()
+            xa = attack_fn(m)(model, x[idx.to(dev)], y[idx.to(dev)])
+            with torch.no_grad(), runtime.eval_mode(model):
+                broken = (model(xa).argmax(1) != y[idx.to(dev)]).cpu()
+            hi[idx[broken]], lo[idx[~broken]] = m, m
+    out = me.clone()
+    out[todo] = hi[todo].to(me.dtype)
+    return out
+
+
+def min_eps_study(
+    models: dict, tfs: dict, x, y, grid, *, steps: int, seed: int, s0, bisect: int = 0
+) -> tuple[dict, dict, str]:
     """Per K = 1, 2, 3 (seed ``s0``; K = 3 only where the ``sbde_k3`` model was loaded): the smallest L2 eps on
-    ``grid`` at which L2 PGD flips each correctly classified image (censored at the top of the grid).
-    Returns ({K: (n_K,) eps}, {K: d}, lines)."""
+    ``grid`` at which L2 PGD flips each correctly classified image (censored at the top of the grid), refined by
+    ``bisect`` bisections between grid points (:func:`refine_min_eps`). Returns ({K: (n_K,) eps}, {K: d}, lines)."""
+    if not isinstance(bisect, int) or bisect < 0:
+        raise ValueError(f"bisect={bisect!r}; expected an integer >= 0")
     mineps, dims, lines = {}, {}, []
     for arm, K in (("baseline", 1), ("sbde", 2), ("sbde_k3", 3)):
         if (arm, s0) not in models:
@@ -310,6 +339,7 @@ def min_eps_study(models: dict, tfs: dict, x, y, grid, *, steps: int, seed: int,
         fn = lambda e: attacks.PGD(eps=e, step=2.5 * e / steps, steps=steps, norm="l2", seed=seed)  # noqa: E731
         xt = tfs[arm](x)
         me = sbde.min_adv_eps(models[arm, s0], xt, y, grid, fn)
+        me = refine_min_eps(models[arm, s0], xt, y, me, grid, fn, bisect=bisect) if bisect else me
         ok = me > 0  # images misclassified clean are not in the study
         mineps[K] = torch.where(torch.isinf(me[ok]), torch.tensor(grid[-1]), me[ok]).numpy()
         dims[K] = xt[0].numel()

@@ -7,7 +7,7 @@ fails, as it would on a GPU (issue #14: ``sbde.min_adv_eps`` built CPU tensors n
 import pytest
 import torch
 
-from nup_utils import attacks, defenses, models, sbde, training
+from nup_utils import attacks, defenses, mask_projection, models, sbde, training
 from nup_utils import uncertainty as U
 
 
@@ -52,6 +52,9 @@ def test_sbde_functions_on_the_inputs_device(foreign_default_device):
     model, x, y = foreign_default_device
     out = sbde.min_adv_eps(model, x, y, [0.05, 0.1, 0.3], lambda e: attacks.FGSM(eps=e))
     assert out.shape == (6,) and out.device.type == "cpu"
+    out[:3] = torch.tensor([0.1, 0.3, float("inf")], device="cpu")  # brackets to bisect, and a censored image
+    fine = mask_projection.refine_min_eps(model, x, y, out, [0.05, 0.1, 0.3], lambda e: attacks.FGSM(eps=e), bisect=2)
+    assert fine.shape == (6,) and fine.device.type == "cpu"
     gen = torch.Generator().manual_seed(0)
     d = sbde.subspace_direction(
         (6, 1, 28, 28), torch.zeros(1, 1, 28, 28, dtype=torch.bool, device="cpu"), "orig", gen=gen

@@ -174,3 +174,35 @@ def test_test_accuracy_is_per_arm_and_seed_on_every_image():
     expected = float((net(x).argmax(1) == y).float().mean())
     assert acc["baseline"] == {"accuracy": [pytest.approx(expected)] * 2, "n": 30}
     assert acc["sbde"]["accuracy"] == [pytest.approx(expected)] and expected >= 1 / 3
+
+
+def test_bisection_refines_the_minimal_eps_within_each_grid_bracket():
+    """A linear model's minimal L2 perturbation is known (|margin| / ||w||): the grid alone over-estimates it by up to
+    a grid step, four bisections by about a sixteenth of one; never below the true distance; bisect=0 is the grid."""
+    import math
+
+    from nup_utils import attacks
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(12, 10)
+    with torch.no_grad():
+        lin.weight.zero_(), lin.bias.zero_()
+        lin.weight[0] = torch.randn(12)  # class 0 against class 1 (logit 0): boundary w.x = 0
+    model = torch.nn.Sequential(torch.nn.Flatten(), lin).eval()
+    x = torch.rand(40, 3, 2, 2) * 0.5 + 0.25
+    z = model(x)[:, 0]
+    y, dist = torch.where(z > 0, 0, 1), z.abs() / lin.weight[0].norm()
+    grid = torch.logspace(math.log10(0.005), math.log10(2.0), 12).tolist()  # a factor 1.72 per step
+    fn = lambda e: attacks.PGD(eps=e, step=2.5 * e / 20, steps=20, norm="l2", seed=0)  # noqa: E731
+    coarse = sbde.min_adv_eps(model, x, y, grid, fn)
+    fine = mp.refine_min_eps(model, x, y, coarse, grid, fn, bisect=4)
+    ok = torch.isfinite(coarse) & (coarse > grid[0] * 1.0001)  # a bracket below the first broken grid point
+    assert ok.sum() >= 30
+    assert (fine[ok] >= dist[ok] * 0.999).all() and (fine[ok] <= coarse[ok] + 1e-6).all()
+    assert float((coarse[ok] / dist[ok]).max()) > 1.3  # the grid is coarse here ...
+    assert float((fine[ok] / dist[ok]).max()) < 1.1  # ... the bisections are not (1.72 ** (1 / 16) = 1.035, PGD slack)
+    assert torch.equal(mp.refine_min_eps(model, x, y, coarse, grid, fn, bisect=0), coarse)
+    first = ~ok  # broken at the first grid point or not at all: unchanged
+    assert torch.equal(fine[first], coarse[first])
+    with pytest.raises(ValueError, match="bisect"):
+        mp.min_eps_study({}, {}, x, y, grid, steps=5, seed=0, s0=0, bisect=-1)
