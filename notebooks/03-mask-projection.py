@@ -40,7 +40,7 @@
 # | robust accuracy | an image counts only if the system also classifies it correctly when clean; clean mistakes are not attacked | ours (RobustBench) |
 # | headline | the worst case of PGD-20 and AutoAttack per image at ε = 2/255, every seed | ours, fixed before running (a small budget, where the small quick models keep some robust accuracy under every threat model; every budget is in the table) |
 # | geometry | input gradients on auxiliary vs original coordinates (L1, L2, per-coordinate ratio); 1-D loss profiles along unit-L2 random and gradient directions restricted to each subspace; first-order attribution of the PGD loss increase | ours (tests "sharp boundaries") |
-# | extension | minimal L2 adversarial perturbation (smallest ε on a geometric grid that PGD breaks) vs input dimension d = 3·(32K)², K = 1, 2, 3 (**K = 1, 2 in quick, cpu and full**: a K = 3 model at 96×96 costs about 5× a baseline on the full training set, over the CPU budgets and full's hour; smoke runs K = 3's code path), against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
+# | extension | minimal L2 adversarial perturbation (smallest ε that PGD breaks: a geometric grid, each image's bracket then bisected `MINEPS_BISECT` times) vs input dimension d = 3·(32K)², K = 1, 2, 3 (**K = 1, 2 in quick, cpu and full**: a K = 3 model at 96×96 costs about 5× a baseline on the full training set, over the CPU budgets and full's hour; smoke runs K = 3's code path), against the 1/√d scaling of Gao et al. (arXiv 2406.16200) | ours (related work) |
 # | test images | class-balanced, shuffled subset of notebook 02's test subset (`N_ATTACK` per model: 200 in quick, 500 in cpu and full) | ours (budget) |
 
 # %% tags=["results-glance"]
