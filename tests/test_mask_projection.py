@@ -190,8 +190,9 @@ def test_bisection_refines_the_minimal_eps_within_each_grid_bracket():
         lin.weight[0] = torch.randn(12)  # class 0 against class 1 (logit 0): boundary w.x = 0
     model = torch.nn.Sequential(torch.nn.Flatten(), lin).eval()
     x = torch.rand(40, 3, 2, 2) * 0.5 + 0.25
-    z = model(x)[:, 0]
-    y, dist = torch.where(z > 0, 0, 1), z.abs() / lin.weight[0].norm()
+    with torch.no_grad():
+        z = model(x)[:, 0]
+        y, dist = torch.where(z > 0, 0, 1), z.abs() / lin.weight[0].norm()
     grid = torch.logspace(math.log10(0.005), math.log10(2.0), 12).tolist()  # a factor 1.72 per step
     fn = lambda e: attacks.PGD(eps=e, step=2.5 * e / 20, steps=20, norm="l2", seed=0)  # noqa: E731
     coarse = sbde.min_adv_eps(model, x, y, grid, fn)
